@@ -25,6 +25,7 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy squall
 
 bench: $(STAMP)
+	$(PY) -m pip install -q -e '.[fast,dev,bench]'
 	$(PY) -m bench
 
 clean:

@@ -1,0 +1,51 @@
+"""Runs the chat: ``python -m examples.chat [--port=8888] [--address=127.0.0.1]``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+
+from squall.options import define, options, parse_command_line
+
+from examples.chat.app import load_cookie_secret, make_app
+
+define("port", default=8888, type=int, help="port to listen on")
+define("address", default="127.0.0.1", help="address to listen on")
+define("data_dir", default=os.path.join(os.path.dirname(__file__), "data"),
+       help="where the generated cookie secret is kept")
+define("cookie_secret", default="", help="signs the nickname cookie (generated when empty)")
+define("debug", default=False, type=bool, help="reload on code changes, show tracebacks")
+
+log = logging.getLogger("squall.application")
+
+
+async def serve() -> None:
+    app = make_app(load_cookie_secret(options.data_dir, options.cookie_secret), options.debug)
+    server = app.listen(options.port, options.address)
+    log.info("chat on http://%s:%d/", options.address, options.port)
+
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stopping.set)
+    await stopping.wait()
+
+    log.info("shutting down")
+    server.stop()
+    buffer = app.settings["message_buffer"]
+    buffer.wake_everyone()
+    for subscriber in list(buffer.subscribers):
+        subscriber.close(1001, "server shutting down")
+    await asyncio.sleep(0.2)  # lets the close frames and last poll answers go out
+    await server.close_all_connections()
+
+
+def main() -> None:
+    parse_command_line()  # also sets up squall's log formatting
+    asyncio.run(serve())
+
+
+if __name__ == "__main__":
+    main()

@@ -51,10 +51,14 @@ def http_rows(runs: int, seconds: float) -> list[Row]:
     for path, label in (("/plain", "plain text"), ("/json", "JSON"), ("/page", "template page")):
         row = Row(f"HTTP {label} (RequestHandler, 64 conns)", "req/s")
         latency = Row(f"HTTP {label} p99 latency", "ms", lower_is_better=True)
-        kinds = ["ceiling", "tornado-web", "squall-web"] if path == "/plain" else [
-            "tornado-web",
-            "squall-web",
-        ]
+        kinds = (
+            ["ceiling", "tornado-web", "squall-web"]
+            if path == "/plain"
+            else [
+                "tornado-web",
+                "squall-web",
+            ]
+        )
         for kind in kinds:
             with server(kind) as (port, _):
                 url = f"http://127.0.0.1:{port}{path}"
@@ -66,21 +70,29 @@ def http_rows(runs: int, seconds: float) -> list[Row]:
             row.extra[who] = f"p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms" + (
                 f", {result.errors} errors" if result.errors else ""
             )
-            print(f"  {label:14} {who:8} {result.requests_per_second:10.0f} req/s  {row.extra[who]}")
+            print(
+                f"  {label:14} {who:8} {result.requests_per_second:10.0f} req/s  {row.extra[who]}"
+            )
         rows += [row, latency]
     return rows
 
 
 def idle_memory_rows(connections: int) -> list[Row]:
-    row = Row(f"memory per idle keep-alive connection ({connections} held)", "KiB",
-              lower_is_better=True)
+    row = Row(
+        f"memory per idle keep-alive connection ({connections} held)", "KiB", lower_is_better=True
+    )
     for kind in ("tornado-web", "squall-web"):
         with server(kind) as (port, process):
             before = rss_kib(process.pid)
             load = subprocess.Popen(
-                pinned(LOAD_CORE, [sys.executable, "-m", "bench.loads", "idle", str(port),
-                                   str(connections)]),
-                cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                pinned(
+                    LOAD_CORE,
+                    [sys.executable, "-m", "bench.loads", "idle", str(port), str(connections)],
+                ),
+                cwd=ROOT,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
             )
             try:
                 assert load.stdout is not None and load.stdout.readline().strip() == "held"
@@ -98,9 +110,23 @@ def client_rows(requests: int) -> list[Row]:
     with server("ceiling") as (port, _):
         for who in ("tornado", "squall"):
             out = subprocess.run(
-                pinned(LOAD_CORE, [sys.executable, "-m", "bench.loads", "client", who,
-                                   f"http://127.0.0.1:{port}/plain", str(requests)]),
-                cwd=ROOT, capture_output=True, text=True, check=True, timeout=600,
+                pinned(
+                    LOAD_CORE,
+                    [
+                        sys.executable,
+                        "-m",
+                        "bench.loads",
+                        "client",
+                        who,
+                        f"http://127.0.0.1:{port}/plain",
+                        str(requests),
+                    ],
+                ),
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=600,
             ).stdout
             row.figures[who] = requests / float(out.strip().splitlines()[-1])
             print(f"  client         {who:8} {row.figures[who]:10.0f} req/s")
@@ -112,8 +138,9 @@ def script_rows(script: str, name: str, unit: str) -> list[Row]:
     path = os.path.join(ROOT, "bench", script)
     if not os.path.exists(path):
         return []
-    out = subprocess.run([sys.executable, path], cwd=ROOT, capture_output=True, text=True,
-                         check=True, timeout=900).stdout
+    out = subprocess.run(
+        [sys.executable, path], cwd=ROOT, capture_output=True, text=True, check=True, timeout=900
+    ).stdout
     figures = dict(part.split("=") for part in out.strip().splitlines()[-1].split())
     row = Row(name, unit, {k: float(v) for k, v in figures.items()})
     print(f"  {name}: " + ", ".join(f"{k} {v:.0f}" for k, v in row.figures.items()))

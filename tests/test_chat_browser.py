@@ -24,8 +24,14 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # the README's picture is refreshed by running this test with SQUALL_SCREENSHOT=docs/chat.png
 SCREENSHOT = os.environ.get("SQUALL_SCREENSHOT", "")
 CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 
 
@@ -55,8 +61,14 @@ def _free_port() -> int:
 def chat_url(tmp_path: object) -> Iterator[str]:
     port = _free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "examples.chat", f"--port={port}", f"--data_dir={tmp_path}",
-         "--logging=warning"],
+        [
+            sys.executable,
+            "-m",
+            "examples.chat",
+            f"--port={port}",
+            f"--data_dir={tmp_path}",
+            "--logging=warning",
+        ],
         cwd=ROOT,
     )
     try:

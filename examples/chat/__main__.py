@@ -13,8 +13,11 @@ from examples.chat.app import load_cookie_secret, make_app
 
 define("port", default=8888, type=int, help="port to listen on")
 define("address", default="127.0.0.1", help="address to listen on")
-define("data_dir", default=os.path.join(os.path.dirname(__file__), "data"),
-       help="where the generated cookie secret is kept")
+define(
+    "data_dir",
+    default=os.path.join(os.path.dirname(__file__), "data"),
+    help="where the generated cookie secret is kept",
+)
 define("cookie_secret", default="", help="signs the nickname cookie (generated when empty)")
 define("debug", default=False, type=bool, help="reload on code changes, show tracebacks")
 

@@ -80,8 +80,9 @@ class LoginHandler(BaseHandler):
             self.set_status(400)
             self.render("login.html", error=str(error), next_url=next_url)
             return
-        self.set_signed_cookie(USER_COOKIE, nickname, expires_days=30, httponly=True,
-                               samesite="Lax")
+        self.set_signed_cookie(
+            USER_COOKIE, nickname, expires_days=30, httponly=True, samesite="Lax"
+        )
         self.redirect(next_url)
 
 

@@ -1,0 +1,163 @@
+"""Running WSGI applications (Flask, Django, ...) on squall's HTTP server.
+
+``WSGIContainer`` turns each ``HTTPServerRequest`` into a WSGI call. WSGI is synchronous, so
+the application runs on an executor: with a thread pool, slow WSGI code does not block the
+event loop; without one (the default) it runs on the loop thread, one request at a time.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import sys
+from collections.abc import Callable, Iterable
+from io import BytesIO
+from types import TracebackType
+from typing import Any
+
+from squall import escape, httputil
+from squall.concurrent import dummy_executor
+from squall.ioloop import IOLoop
+from squall.log import access_log
+
+# Tornado exposes the request class here under its old name.
+HTTPRequest = httputil.HTTPServerRequest
+
+_ExcInfo = tuple[type[BaseException], BaseException, TracebackType]
+WSGIAppType = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+def to_wsgi_str(s: bytes) -> str:
+    """Bytes as WSGI's 'native strings': latin-1 decoded, so every byte survives."""
+    assert isinstance(s, bytes)
+    return s.decode("latin1")
+
+
+class _ResponseStart:
+    """What the application passed to ``start_response`` (and wrote through its ``write``)."""
+
+    __slots__ = ("status", "headers", "written")
+
+    def __init__(self) -> None:
+        self.status: str | None = None
+        self.headers: list[tuple[str, str]] = []
+        self.written: list[bytes] = []
+
+    def __call__(
+        self,
+        status: str,
+        headers: list[tuple[str, str]],
+        exc_info: _ExcInfo | None = None,
+    ) -> Callable[[bytes], None]:
+        if exc_info is not None and self.status is not None:
+            # PEP 3333: an error after the head was chosen re-raises the original error
+            raise exc_info[1].with_traceback(exc_info[2])
+        self.status = status
+        self.headers = headers
+        return self.written.append
+
+
+class WSGIContainer:
+    """Serves a WSGI application from an ``HTTPServer`` or a ``RuleRouter`` rule.
+
+    ``executor`` (a ``concurrent.futures.Executor``) runs the application and the iteration of
+    its response; pass a ``ThreadPoolExecutor`` so concurrent requests do not wait on each
+    other. Responses are buffered and sent whole, as Tornado's container does.
+    """
+
+    def __init__(
+        self,
+        wsgi_application: WSGIAppType,
+        executor: concurrent.futures.Executor | None = None,
+    ) -> None:
+        self.wsgi_application = wsgi_application
+        self.executor = dummy_executor if executor is None else executor
+
+    def __call__(self, request: httputil.HTTPServerRequest) -> None:
+        IOLoop.current().spawn_callback(self.handle_request, request)
+
+    async def handle_request(self, request: httputil.HTTPServerRequest) -> None:
+        loop = IOLoop.current()
+        start = _ResponseStart()
+        app_response = await loop.run_in_executor(
+            self.executor, self.wsgi_application, self.environ(request), start
+        )
+        try:
+            # each step of the iteration runs on the executor too: a streaming application
+            # may block between pieces
+            iterator = iter(app_response)
+            while True:
+                piece = await loop.run_in_executor(self.executor, next, iterator, None)
+                if piece is None:
+                    break
+                start.written.append(piece)
+        finally:
+            close = getattr(app_response, "close", None)
+            if close is not None:
+                close()
+        body = b"".join(start.written)
+        if start.status is None:
+            raise RuntimeError("the WSGI application did not call start_response")
+
+        code_text, _, reason = start.status.partition(" ")
+        status_code = int(code_text)
+        headers = httputil.HTTPHeaders()
+        for name, value in start.headers:
+            headers.add(name, value)
+        lowered = {name.lower() for name, _ in start.headers}
+        if "content-length" not in lowered and status_code not in (204, 304):
+            headers["Content-Length"] = str(len(body))
+        if "content-type" not in lowered:
+            headers["Content-Type"] = "text/html; charset=UTF-8"
+        if "server" not in lowered:
+            headers["Server"] = "Squall"
+
+        start_line = httputil.ResponseStartLine("HTTP/1.1", status_code, reason)
+        assert request.connection is not None
+        request.connection.write_headers(start_line, headers, chunk=body)
+        request.connection.finish()
+        self._log(status_code, request)
+
+    def environ(self, request: httputil.HTTPServerRequest) -> dict[str, Any]:
+        """The WSGI environment for ``request`` (PEP 3333)."""
+        host, port = _host_and_port(request)
+        environ: dict[str, Any] = {
+            "REQUEST_METHOD": request.method,
+            "SCRIPT_NAME": "",
+            "PATH_INFO": to_wsgi_str(escape.url_unescape(request.path, encoding=None, plus=False)),
+            "QUERY_STRING": request.query,
+            "REMOTE_ADDR": request.remote_ip,
+            "SERVER_NAME": host,
+            "SERVER_PORT": str(port),
+            "SERVER_PROTOCOL": request.version,
+            "wsgi.version": (1, 0),
+            "wsgi.url_scheme": request.protocol,
+            "wsgi.input": BytesIO(escape.utf8(request.body)),
+            "wsgi.errors": sys.stderr,
+            "wsgi.multithread": self.executor is not dummy_executor,
+            "wsgi.multiprocess": True,
+            "wsgi.run_once": False,
+        }
+        for name, value in request.headers.get_all():
+            key = name.replace("-", "_").upper()
+            if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+                key = "HTTP_" + key
+            # repeated headers are joined, as CGI does
+            environ[key] = f"{environ[key]},{value}" if key in environ else value
+        return environ
+
+    def _log(self, status_code: int, request: httputil.HTTPServerRequest) -> None:
+        if status_code < 400:
+            log_method = access_log.info
+        elif status_code < 500:
+            log_method = access_log.warning
+        else:
+            log_method = access_log.error
+        elapsed_ms = 1000.0 * request.request_time()
+        summary = f"{request.method} {request.uri} ({request.remote_ip})"
+        log_method("%d %s %.2fms", status_code, summary, elapsed_ms)
+
+
+def _host_and_port(request: httputil.HTTPServerRequest) -> tuple[str, int]:
+    default_port = 443 if request.protocol == "https" else 80
+    host, port = httputil.split_host_and_port(request.host)
+    return host, default_port if port is None else port

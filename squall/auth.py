@@ -75,8 +75,8 @@ class OpenIdMixin:
     def _openid_args(
         self,
         callback_uri: str,
-        ax_attrs: list[str] = [],
-        oauth_scope: str | None = None,  # noqa: B006
+        ax_attrs: list[str] = [],  # noqa: B006
+        oauth_scope: str | None = None,
     ) -> dict[str, str]:
         handler = _handler(self)
         return_to = urllib.parse.urljoin(handler.request.full_url(), callback_uri)

@@ -7,9 +7,8 @@ import logging
 import os
 import signal
 
-from squall.options import define, options, parse_command_line
-
 from examples.chat.app import load_cookie_secret, make_app
+from squall.options import define, options, parse_command_line
 
 define("port", default=8888, type=int, help="port to listen on")
 define("address", default="127.0.0.1", help="address to listen on")

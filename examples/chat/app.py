@@ -8,10 +8,8 @@ import os
 import secrets
 from typing import Any
 
-import squall.escape
 import squall.web
 import squall.websocket
-
 from examples.chat.messages import Message, MessageBuffer
 
 HERE = os.path.dirname(os.path.abspath(__file__))

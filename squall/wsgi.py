@@ -17,7 +17,7 @@ from typing import Any
 from squall import escape, httputil
 from squall.concurrent import dummy_executor
 from squall.ioloop import IOLoop
-from squall.log import access_log
+from squall.log import access_log, app_log
 
 # Tornado exposes the request class here under its old name.
 HTTPRequest = httputil.HTTPServerRequest
@@ -76,6 +76,25 @@ class WSGIContainer:
         IOLoop.current().spawn_callback(self.handle_request, request)
 
     async def handle_request(self, request: httputil.HTTPServerRequest) -> None:
+        try:
+            status_code, reason, headers, body = await self._run_application(request)
+        except Exception:
+            # the client gets a plain 500; the traceback goes to the log only
+            app_log.error("Uncaught exception in WSGI application %r", request, exc_info=True)
+            status_code, headers = 500, httputil.HTTPHeaders()
+            body = b"<html><title>500: Internal Server Error</title></html>"
+            headers["Content-Type"] = "text/html; charset=UTF-8"
+            headers["Content-Length"] = str(len(body))
+            reason = "Internal Server Error"
+        start_line = httputil.ResponseStartLine("HTTP/1.1", status_code, reason)
+        assert request.connection is not None
+        request.connection.write_headers(start_line, headers, chunk=body)
+        request.connection.finish()
+        self._log(status_code, request)
+
+    async def _run_application(
+        self, request: httputil.HTTPServerRequest
+    ) -> tuple[int, str, httputil.HTTPHeaders, bytes]:
         loop = IOLoop.current()
         start = _ResponseStart()
         app_response = await loop.run_in_executor(
@@ -94,28 +113,22 @@ class WSGIContainer:
             close = getattr(app_response, "close", None)
             if close is not None:
                 close()
-        body = b"".join(start.written)
         if start.status is None:
             raise RuntimeError("the WSGI application did not call start_response")
+        body = b"".join(start.written)
 
         code_text, _, reason = start.status.partition(" ")
         status_code = int(code_text)
         headers = httputil.HTTPHeaders()
         for name, value in start.headers:
             headers.add(name, value)
-        lowered = {name.lower() for name, _ in start.headers}
-        if "content-length" not in lowered and status_code not in (204, 304):
+        if "Content-Length" not in headers and status_code not in (204, 304):
             headers["Content-Length"] = str(len(body))
-        if "content-type" not in lowered:
+        if "Content-Type" not in headers:
             headers["Content-Type"] = "text/html; charset=UTF-8"
-        if "server" not in lowered:
+        if "Server" not in headers:
             headers["Server"] = "Squall"
-
-        start_line = httputil.ResponseStartLine("HTTP/1.1", status_code, reason)
-        assert request.connection is not None
-        request.connection.write_headers(start_line, headers, chunk=body)
-        request.connection.finish()
-        self._log(status_code, request)
+        return status_code, reason, headers, body
 
     def environ(self, request: httputil.HTTPServerRequest) -> dict[str, Any]:
         """The WSGI environment for ``request`` (PEP 3333)."""

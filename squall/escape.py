@@ -1,0 +1,309 @@
+"""Escaping and unescaping for HTML, URLs and JSON, plus str/bytes conversion helpers."""
+
+from __future__ import annotations
+
+import html
+import html.entities
+import json
+import re
+import urllib.parse
+from collections.abc import Callable
+from typing import Any, overload
+
+__all__ = [
+    "json_decode",
+    "json_encode",
+    "linkify",
+    "native_str",
+    "parse_qs_bytes",
+    "recursive_unicode",
+    "squeeze",
+    "to_basestring",
+    "to_unicode",
+    "url_escape",
+    "url_unescape",
+    "utf8",
+    "xhtml_escape",
+    "xhtml_unescape",
+]
+
+
+def xhtml_escape(value: str | bytes) -> str:
+    """Escape ``& < > " '`` so the text is safe in HTML content and quoted attributes."""
+    return html.escape(to_unicode(value))
+
+
+_ENTITY = re.compile(r"&(#?)(\w+?);")
+
+
+def _decode_entity(match: re.Match[str]) -> str:
+    if match.group(1):
+        digits = match.group(2)
+        try:
+            if digits[:1] in ("x", "X"):
+                return chr(int(digits[1:], 16))
+            return chr(int(digits))
+        except ValueError:
+            return match.group(0)
+    codepoint = html.entities.name2codepoint.get(match.group(2))
+    if codepoint is None:
+        return match.group(0)
+    return chr(codepoint)
+
+
+def xhtml_unescape(value: str | bytes) -> str:
+    """Replace named and numeric character references with the characters they stand for."""
+    return _ENTITY.sub(_decode_entity, to_unicode(value))
+
+
+def json_encode(value: Any) -> str:
+    """JSON-encode ``value``, safe to embed inside an HTML ``<script>`` element."""
+    # "</" would let a string close the surrounding script tag.
+    return json.dumps(value).replace("</", "<\\/")
+
+
+def json_decode(value: str | bytes) -> Any:
+    """Parse JSON from text or UTF-8 bytes."""
+    return json.loads(value)
+
+
+_WHITESPACE_RUN = re.compile(r"[\x00-\x20]+")
+
+
+def squeeze(value: str) -> str:
+    """Collapse each run of whitespace into one space and strip both ends."""
+    return _WHITESPACE_RUN.sub(" ", value).strip()
+
+
+def url_escape(value: str | bytes, plus: bool = True) -> str:
+    """Percent-encode ``value`` (UTF-8 for text); spaces become ``+`` when ``plus``."""
+    quote = urllib.parse.quote_plus if plus else urllib.parse.quote
+    return quote(utf8(value))
+
+
+# The standard library's unquote creates an object per escape; decoding in slices keeps the
+# temporary memory bounded whatever the input size.
+_UNQUOTE_SLICE = 8192
+
+
+def _unquote_to_bytes(data: str | bytes) -> bytes:
+    """Percent-decode ``data`` to bytes (invalid escapes are kept as they are)."""
+    raw = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+    if b"%" not in raw:
+        return raw
+    if len(raw) <= _UNQUOTE_SLICE:
+        return urllib.parse.unquote_to_bytes(raw)
+    pieces = []
+    start = 0
+    end_of_data = len(raw)
+    while start < end_of_data:
+        end = start + _UNQUOTE_SLICE
+        if end >= end_of_data:
+            end = end_of_data
+        elif raw[end - 1] == 0x25:  # a "%" cut off from its two hex digits
+            end -= 1
+        elif raw[end - 2] == 0x25:
+            end -= 2
+        pieces.append(urllib.parse.unquote_to_bytes(raw[start:end]))
+        start = end
+    return b"".join(pieces)
+
+
+@overload
+def url_unescape(value: str | bytes, encoding: None, plus: bool = True) -> bytes: ...
+
+
+@overload
+def url_unescape(value: str | bytes, encoding: str = "utf-8", plus: bool = True) -> str: ...
+
+
+def url_unescape(
+    value: str | bytes, encoding: str | None = "utf-8", plus: bool = True
+) -> str | bytes:
+    """Decode a percent-encoded value; ``encoding=None`` returns bytes."""
+    raw = utf8(value)
+    if plus:
+        raw = raw.replace(b"+", b" ")
+    decoded = _unquote_to_bytes(raw)
+    if encoding is None:
+        return decoded
+    return decoded.decode(encoding, "replace")
+
+
+def parse_qs_bytes(
+    qs: str | bytes,
+    keep_blank_values: bool = False,
+    strict_parsing: bool = False,
+    *,
+    max_num_fields: int | None = None,
+) -> dict[str, list[bytes]]:
+    """Parse a query string into ``{name: [value, ...]}``; names are latin-1 text, values bytes.
+
+    Values stay bytes because their charset is not known at this point.
+    """
+    raw = qs.encode("latin1") if isinstance(qs, str) else qs
+    if max_num_fields is not None and raw.count(b"&") + 1 > max_num_fields:
+        raise ValueError("Max number of fields exceeded")
+    result: dict[str, list[bytes]] = {}
+    for field in raw.split(b"&"):
+        if not field and not strict_parsing:
+            continue
+        name, has_value, value = field.partition(b"=")
+        if not has_value:
+            if strict_parsing:
+                raise ValueError(f"bad query field: {field!r}")
+            if not keep_blank_values:
+                continue
+        if not value and not keep_blank_values:
+            continue
+        key = _unquote_to_bytes(name.replace(b"+", b" ")).decode("latin1")
+        result.setdefault(key, []).append(_unquote_to_bytes(value.replace(b"+", b" ")))
+    return result
+
+
+_UTF8_TYPES = (bytes, type(None))
+
+
+@overload
+def utf8(value: bytes) -> bytes: ...
+
+
+@overload
+def utf8(value: str) -> bytes: ...
+
+
+@overload
+def utf8(value: None) -> None: ...
+
+
+def utf8(value: str | bytes | None) -> bytes | None:
+    """Encode text as UTF-8; bytes and None pass through unchanged."""
+    if isinstance(value, _UTF8_TYPES):
+        return value
+    if not isinstance(value, str):
+        raise TypeError(f"Expected bytes, unicode, or None; got {type(value)!r}")
+    return value.encode("utf-8")
+
+
+_TO_UNICODE_TYPES = (str, type(None))
+
+
+@overload
+def to_unicode(value: str) -> str: ...
+
+
+@overload
+def to_unicode(value: bytes) -> str: ...
+
+
+@overload
+def to_unicode(value: None) -> None: ...
+
+
+def to_unicode(value: str | bytes | None) -> str | None:
+    """Decode UTF-8 bytes to text; text and None pass through unchanged."""
+    if isinstance(value, _TO_UNICODE_TYPES):
+        return value
+    if not isinstance(value, bytes):
+        raise TypeError(f"Expected bytes, unicode, or None; got {type(value)!r}")
+    return value.decode("utf-8")
+
+
+# Historical names for to_unicode.
+_unicode = to_unicode
+native_str = to_unicode
+to_basestring = to_unicode
+
+
+def recursive_unicode(obj: Any) -> Any:
+    """Decode every bytes value inside nested dicts, lists and tuples."""
+    if isinstance(obj, dict):
+        return {recursive_unicode(k): recursive_unicode(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [recursive_unicode(item) for item in obj]
+    if isinstance(obj, tuple):
+        return tuple(recursive_unicode(item) for item in obj)
+    if isinstance(obj, bytes):
+        return to_unicode(obj)
+    return obj
+
+
+# A link starts with "scheme:/" (one to three slashes) or "www.", then is made of runs of
+# characters that end on something other than punctuation, or of balanced "(...)" groups.
+# The text has already been HTML-escaped, so "&amp;" and "&quot;" count as single characters.
+_LINK_CHAR = r"(?:[^\s&()]|&amp;|&quot;)"
+_LINK_END_CHAR = r"[^!\"#$%&'()*+,.:;<=>?@\[\]^`{|}~\s]"
+_LINK = re.compile(
+    r"\b("
+    r"(?:([\w-]+):(/{1,3})|www[.])"
+    r"(?:"
+    + _LINK_CHAR
+    + r"*"
+    + _LINK_END_CHAR
+    + r"|\("
+    + _LINK_CHAR
+    + r"*\))+"
+    r")"
+)
+
+_SHORTEN_AT = 30
+
+
+def _shortened(url: str, scheme: str | None, slashes: str | None) -> str:
+    """A display form of a long link: host plus the start of the first path segment."""
+    prefix_length = len(scheme) + 1 + len(slashes) if scheme and slashes is not None else 0
+    segments = url[prefix_length:].split("/")
+    short = url
+    if len(segments) > 1:
+        first_segment = segments[1][:8].split("?")[0].split(".")[0]
+        short = url[:prefix_length] + segments[0] + "/" + first_segment
+    if len(short) > _SHORTEN_AT * 1.5:
+        short = short[:_SHORTEN_AT]
+    if short != url:
+        # Do not leave half an escaped entity at the cut.
+        amp = short.rfind("&")
+        if amp > _SHORTEN_AT - 5:
+            short = short[:amp]
+        short += "..."
+    return short
+
+
+def linkify(
+    text: str | bytes,
+    shorten: bool = False,
+    extra_params: str | Callable[[str], str] = "",
+    require_protocol: bool = False,
+    permitted_protocols: list[str] = ["http", "https"],  # noqa: B006 - never mutated
+) -> str:
+    """HTML-escape ``text`` and turn the URLs in it into links.
+
+    ``extra_params`` is added inside each ``<a>`` tag (a callable gets the link's href).
+    Links whose scheme is not in ``permitted_protocols`` stay plain text, and so do links
+    without a scheme when ``require_protocol`` is set. ``shorten`` abbreviates long link texts.
+    """
+    if extra_params and not callable(extra_params):
+        fixed_params = " " + extra_params.strip()
+    else:
+        fixed_params = ""
+
+    def make_link(match: re.Match[str]) -> str:
+        url = match.group(1)
+        scheme = match.group(2)
+        if require_protocol and not scheme:
+            return url
+        if scheme and scheme not in permitted_protocols:
+            return url
+        href = url if scheme else "http://" + url
+        if callable(extra_params):
+            params = " " + extra_params(href).strip()
+        else:
+            params = fixed_params
+        shown = url
+        if shorten and len(url) > _SHORTEN_AT:
+            short = _shortened(url, scheme, match.group(3))
+            if len(short) < len(url):
+                shown = short
+                params += f' title="{href}"'
+        return f'<a href="{href}"{params}>{shown}</a>'
+
+    return _LINK.sub(make_link, xhtml_escape(text))

@@ -1,0 +1,1 @@
+"""Integration with other event loops and frameworks (asyncio, Twisted)."""

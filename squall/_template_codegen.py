@@ -31,7 +31,11 @@ _NEEDS_ESCAPE = re.compile("[&<>\"']").search
 
 def escape_html(value: Any) -> str:
     """The same text as ``xhtml_escape`` gives, for any value a template prints."""
-    if value.__class__ is not str:
+    kind = value.__class__
+    if kind is not str:
+        if kind is int or kind is float:
+            # Their text never holds a character that needs escaping.
+            return str(value)
         if isinstance(value, str):
             value = str.__str__(value)
         elif isinstance(value, bytes):

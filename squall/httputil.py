@@ -508,6 +508,8 @@ class HTTPMessageDelegate:
     until it is done.
     """
 
+    __slots__ = ()
+
     def headers_received(
         self,
         start_line: Union[RequestStartLine, ResponseStartLine],
@@ -529,6 +531,8 @@ class HTTPMessageDelegate:
 
 class HTTPConnection(metaclass=abc.ABCMeta):
     """What the application writes its response (or a client its request) to."""
+
+    __slots__ = ()
 
     @abc.abstractmethod
     def write_headers(

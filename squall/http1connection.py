@@ -1,0 +1,1055 @@
+"""HTTP/1.x connections: the glue between an ``IOStream`` and an ``HTTPMessageDelegate``.
+
+The connection takes over the stream's reads (``IOStream._set_data_handler``): every chunk
+received goes into the sans-IO ``HTTP1Parser`` (``squall._http1parser``), and the parser's
+events become delegate calls, made synchronously. A delegate method that returns an
+awaitable pauses reading until it is done. Responses are framed here (Content-Length or
+chunked, keep-alive) and written with as few transport writes as possible.
+
+Only this module knows HTTP/1 framing; the layers above talk to ``HTTPConnection`` and
+``HTTPMessageDelegate`` (``squall.httputil``), so another protocol (HTTP/2) can plug in
+behind the same interfaces.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import zlib
+from collections.abc import Awaitable, Callable
+from typing import Any, Optional, Union
+
+from squall import httputil
+from squall._http1parser import (
+    DATA,
+    DEFAULT_CHUNK_SIZE,
+    DEFAULT_MAX_BODY_SIZE,
+    DEFAULT_MAX_HEADER_SIZE,
+    END,
+    HEAD,
+    HTTP1Parser,
+    ParseError,
+    parse_hex_int,
+    parse_int,
+)
+from squall.concurrent import Future
+from squall.log import app_log, gen_log
+from squall.util import GzipDecompressor
+
+__all__ = [
+    "HTTP1Connection",
+    "HTTP1ConnectionParameters",
+    "HTTP1ServerConnection",
+    "is_transfer_encoding_chunked",
+    "parse_int",
+    "parse_hex_int",
+    "CR_OR_LF_RE",
+    "DIGITS",
+    "HEXDIGITS",
+]
+
+CR_OR_LF_RE = re.compile(b"\r|\n")
+DIGITS = re.compile(r"[0-9]+")
+HEXDIGITS = re.compile(r"[0-9a-fA-F]+")
+
+# A client gives up on a response after this many informational (1xx) heads.
+_MAX_1XX_RESPONSES = 10
+
+# Parser events handled in one go before yielding to the event loop, so that a peer
+# sending many tiny chunks cannot monopolize it.
+_EVENTS_PER_TURN = 128
+
+# While a server waits for the application to answer one request, it buffers what a
+# pipelining client sends next; past this many bytes it stops reading from the socket.
+_PIPELINE_BUFFER_LIMIT = 256 * 1024
+
+_REASONS = {431: "Request Header Fields Too Large", 413: "Content Too Large", 400: "Bad Request"}
+
+
+class HTTP1ConnectionParameters:
+    """Settings for ``HTTP1Connection`` and ``HTTP1ServerConnection``.
+
+    ``chunk_size``: largest piece of body passed to ``data_received``;
+    ``max_header_size`` / ``max_body_size``: limits in bytes; ``header_timeout`` /
+    ``body_timeout``: seconds allowed for a head / a body; ``decompress``: gunzip bodies
+    sent with ``Content-Encoding: gzip``.
+    """
+
+    __slots__ = (
+        "no_keep_alive",
+        "chunk_size",
+        "max_header_size",
+        "header_timeout",
+        "max_body_size",
+        "body_timeout",
+        "decompress",
+    )
+
+    def __init__(
+        self,
+        no_keep_alive: bool = False,
+        chunk_size: Optional[int] = None,
+        max_header_size: Optional[int] = None,
+        header_timeout: Optional[float] = None,
+        max_body_size: Optional[int] = None,
+        body_timeout: Optional[float] = None,
+        decompress: bool = False,
+    ) -> None:
+        self.no_keep_alive = no_keep_alive
+        self.chunk_size = chunk_size or DEFAULT_CHUNK_SIZE
+        self.max_header_size = max_header_size or DEFAULT_MAX_HEADER_SIZE
+        self.header_timeout = header_timeout
+        self.max_body_size = max_body_size
+        self.body_timeout = body_timeout
+        self.decompress = decompress
+
+
+def is_transfer_encoding_chunked(headers: httputil.HTTPHeaders) -> bool:
+    """True if the message is chunked; raises ``HTTPInputError`` for any other coding."""
+    if "Transfer-Encoding" not in headers:
+        return False
+    if "Content-Length" in headers:
+        raise httputil.HTTPInputError("Message with both Transfer-Encoding and Content-Length")
+    value = headers["Transfer-Encoding"]
+    if value.strip(httputil.HTTP_WHITESPACE).lower() == "chunked":
+        return True
+    raise httputil.HTTPInputError("Unsupported Transfer-Encoding %s" % value)
+
+
+def _connection_tokens(headers: httputil.HTTPHeaders) -> set[str]:
+    value = headers.get("Connection")
+    if not value:
+        return set()
+    return {token.strip(httputil.HTTP_WHITESPACE).lower() for token in value.split(",")}
+
+
+def _closed_future() -> Future[None]:
+    # What writing to a closed connection returns: a failed future whose exception
+    # counts as retrieved, so that callers that never look at it log nothing.
+    from squall.iostream import StreamClosedError
+
+    future: Future[None] = Future()
+    future.set_exception(StreamClosedError())
+    future.exception()
+    return future
+
+
+def _consume_exception(future: asyncio.Future[Any]) -> None:
+    # Write futures nobody else holds: a failure (peer gone) is already handled by the
+    # close callback, so it must not be reported again as "never retrieved".
+    if not future.cancelled():
+        future.exception()
+
+
+def _done_future() -> Future[None]:
+    future: Future[None] = Future()
+    future.set_result(None)
+    return future
+
+
+class _GzipMessageDelegate(httputil.HTTPMessageDelegate):
+    """Decompresses a gzip-encoded body on its way to the real delegate."""
+
+    __slots__ = ("_delegate", "_chunk_size", "_max_size", "_decompressor", "_input", "_total")
+
+    def __init__(
+        self, delegate: httputil.HTTPMessageDelegate, chunk_size: int, max_size: Callable[[], int]
+    ) -> None:
+        self._delegate = delegate
+        self._chunk_size = chunk_size
+        self._max_size = max_size
+        self._decompressor: Optional[GzipDecompressor] = None
+        self._input = b""
+        self._total = 0
+
+    def headers_received(
+        self,
+        start_line: Union[httputil.RequestStartLine, httputil.ResponseStartLine],
+        headers: httputil.HTTPHeaders,
+    ) -> Optional[Awaitable[None]]:
+        encoding = headers.get("Content-Encoding", "")
+        if encoding.strip(httputil.HTTP_WHITESPACE).lower() == "gzip":
+            self._decompressor = GzipDecompressor()
+            # The application sees the decoded body, so the header that describes the
+            # encoding moves aside (kept for anyone who needs to know).
+            headers.add("X-Consumed-Content-Encoding", headers["Content-Encoding"])
+            del headers["Content-Encoding"]
+        return self._delegate.headers_received(start_line, headers)
+
+    def _next_piece(self) -> Optional[bytes]:
+        decompressor = self._decompressor
+        assert decompressor is not None
+        while self._input:
+            try:
+                piece = decompressor.decompress(self._input, self._chunk_size)
+            except zlib.error:
+                raise httputil.HTTPInputError("invalid gzip data") from None
+            self._input = decompressor.unconsumed_tail
+            if piece:
+                self._total += len(piece)
+                if self._total > self._max_size():
+                    raise httputil.HTTPInputError("decompressed body too large")
+                return piece
+        return None
+
+    def data_received(self, chunk: bytes) -> Optional[Awaitable[None]]:
+        if self._decompressor is None:
+            return self._delegate.data_received(chunk)
+        self._input = chunk
+        while True:
+            piece = self._next_piece()
+            if piece is None:
+                return None
+            result = self._delegate.data_received(piece)
+            if result is not None:
+                return self._deliver_rest(result)
+
+    async def _deliver_rest(self, pending: Awaitable[None]) -> None:
+        await pending
+        while True:
+            piece = self._next_piece()
+            if piece is None:
+                return
+            result = self._delegate.data_received(piece)
+            if result is not None:
+                await result
+
+    def finish(self) -> None:
+        if self._decompressor is not None:
+            try:
+                tail = self._decompressor.flush()
+            except (zlib.error, ValueError):
+                raise httputil.HTTPInputError("invalid gzip data") from None
+            if tail:
+                self._total += len(tail)
+                if self._total > self._max_size():
+                    raise httputil.HTTPInputError("decompressed body too large")
+                # An awaitable here cannot be waited for; the body is complete anyway.
+                self._delegate.data_received(tail)
+        self._delegate.finish()
+
+    def on_connection_close(self) -> None:
+        self._delegate.on_connection_close()
+
+
+class HTTP1Connection(httputil.HTTPConnection):
+    """One HTTP/1.x message exchange over a stream: a request and its response.
+
+    A server makes one per request (``HTTP1ServerConnection`` does it); a client makes
+    one per request, calls ``write_headers``/``write``/``finish`` and then
+    ``read_response``.
+    """
+
+    __slots__ = (
+        "is_client",
+        "stream",
+        "params",
+        "context",
+        "no_keep_alive",
+        "_parser",
+        "_server",
+        "_delegate",
+        "_max_body_size",
+        "_body_timeout",
+        "_body_timer",
+        "_close_callback",
+        "_request_start_line",
+        "_request_headers",
+        "_response_code",
+        "_headers_written",
+        "_write_finished",
+        "_read_finished",
+        "_chunking_output",
+        "_body_allowed",
+        "_expected_content_remaining",
+        "_keep_alive",
+        "_pending",
+        "_pending_size",
+        "_end_pending",
+        "_waiting",
+        "_scheduled",
+        "_stopped",
+        "_read_future",
+        "_informational_count",
+        "_expect_continue",
+        "_last_write",
+    )
+
+    def __init__(
+        self,
+        stream: Any,
+        is_client: bool,
+        params: Optional[HTTP1ConnectionParameters] = None,
+        context: Optional[object] = None,
+    ) -> None:
+        self.is_client = is_client
+        self.stream = stream
+        if params is None:
+            params = HTTP1ConnectionParameters()
+        self.params = params
+        self.context = context
+        self.no_keep_alive = params.no_keep_alive
+        self._max_body_size = params.max_body_size or getattr(
+            stream, "max_buffer_size", None
+        ) or DEFAULT_MAX_BODY_SIZE
+        self._parser: HTTP1Parser = (
+            HTTP1Parser(True, params.max_header_size, self._max_body_size, params.chunk_size)
+            if is_client
+            else None  # type: ignore[assignment]  # set by HTTP1ServerConnection
+        )
+        self._server: Optional[HTTP1ServerConnection] = None
+        self._delegate: Optional[httputil.HTTPMessageDelegate] = None
+        self._body_timeout = params.body_timeout
+        self._body_timer: Optional[asyncio.TimerHandle] = None
+        self._close_callback: Optional[Callable[[], None]] = None
+        self._request_start_line: Optional[httputil.RequestStartLine] = None
+        self._request_headers: Optional[httputil.HTTPHeaders] = None
+        self._response_code = 0
+        self._headers_written = False
+        self._write_finished = False
+        self._read_finished = False
+        self._chunking_output = False
+        self._body_allowed = True
+        self._expected_content_remaining: Optional[int] = None
+        self._keep_alive = False
+        # Small body pieces waiting to be passed on together.
+        self._pending: list[bytes] = []
+        self._pending_size = 0
+        self._end_pending = False
+        # The delegate's awaitable that reading waits for.
+        self._waiting: Optional[asyncio.Future[Any]] = None
+        self._scheduled = False
+        self._stopped = False
+        self._read_future: Optional[Future[bool]] = None
+        self._informational_count = 0
+        self._expect_continue = False
+        self._last_write: Optional[Future[None]] = None
+
+    # Public API
+
+    def set_close_callback(self, callback: Optional[Callable[[], None]]) -> None:
+        """Runs ``callback`` if the connection closes before this exchange is over."""
+        self._close_callback = callback
+
+    def set_body_timeout(self, timeout: float) -> None:
+        """Overrides the body timeout for the current message only."""
+        self._body_timeout = timeout
+
+    def set_max_body_size(self, max_body_size: int) -> None:
+        """Overrides the body size limit for the current message only."""
+        self._max_body_size = max_body_size
+        if self._parser is not None:
+            self._parser.max_body_size = max_body_size
+
+    def detach(self) -> Any:
+        """Stops HTTP processing and hands the stream over (e.g. for WebSocket).
+
+        Bytes received but not parsed are put back into the stream's read buffer.
+        """
+        stream = self.stream
+        self._stop()
+        if stream is None:
+            return None
+        if self._server is not None:
+            self._server._detached()
+        else:
+            self._release_stream(stream)
+        self.stream = None
+        return stream
+
+    def close(self) -> None:
+        """Closes the underlying stream."""
+        stream = self.stream
+        if stream is not None:
+            stream.close()
+        self._stop()
+
+    def read_response(self, delegate: httputil.HTTPMessageDelegate) -> Future[bool]:
+        """Client side: reads a response into ``delegate``.
+
+        The future resolves to True when a complete response was read and False when
+        the connection failed or the response was malformed.
+        """
+        future: Future[bool] = Future()
+        self._read_future = future
+        if self.params.decompress:
+            delegate = _GzipMessageDelegate(delegate, self.params.chunk_size, self._get_max_body)
+        self._delegate = delegate
+        stream = self.stream
+        if stream is None or stream.closed():
+            self._run_delegate_close()
+            future.set_result(False)
+            return future
+        stream.set_close_callback(self._on_stream_close)
+        stream._set_data_handler(self._on_client_data)
+        if not self._stopped and not self._scheduled and self._waiting is None:
+            self._run()
+        return future
+
+    def write_headers(
+        self,
+        start_line: Union[httputil.RequestStartLine, httputil.ResponseStartLine],
+        headers: httputil.HTTPHeaders,
+        chunk: Optional[bytes] = None,
+    ) -> Future[None]:
+        """Writes the start line and headers (and the first piece of body, if given)."""
+        if self.is_client:
+            assert isinstance(start_line, httputil.RequestStartLine)
+            first_line = "%s %s HTTP/1.1" % (start_line.method, start_line.path)
+            self._request_start_line = start_line
+            self._request_headers = headers
+            self._parser.expect_response(start_line.method)
+            self._chunking_output = (
+                start_line.method in ("POST", "PUT", "PATCH")
+                and "Content-Length" not in headers
+                and "Transfer-Encoding" not in headers
+            )
+            self._body_allowed = True
+            self._keep_alive = not self.no_keep_alive
+        else:
+            assert isinstance(start_line, httputil.ResponseStartLine)
+            first_line = self._server_response_head(start_line, headers)
+        if "Content-Length" in headers and self._body_allowed:
+            try:
+                self._expected_content_remaining = parse_int(headers["Content-Length"])
+            except ValueError:
+                raise httputil.HTTPOutputError(
+                    "Only integer Content-Length is allowed: %s" % headers["Content-Length"]
+                ) from None
+        else:
+            self._expected_content_remaining = None
+        if self._chunking_output:
+            headers["Transfer-Encoding"] = "chunked"
+        lines = [first_line]
+        lines.extend(["%s: %s" % pair for pair in headers.get_all()])
+        head = "\r\n".join(lines)
+        # Counting line breaks in the joined text rejects a CR or LF smuggled into any
+        # name, value or the start line (response splitting) without a per-line check.
+        breaks = len(lines) - 1
+        if head.count("\n") != breaks or head.count("\r") != breaks:
+            raise httputil.HTTPOutputError("Newline in response head: %r" % head[:200])
+        self._headers_written = True
+        try:
+            data = (head + "\r\n\r\n").encode("latin1")
+        except UnicodeEncodeError as e:
+            raise httputil.HTTPOutputError("Non-latin1 header: %s" % e) from None
+        if chunk:
+            data += self._frame_body(chunk)
+        return self._write(data)
+
+    def _server_response_head(
+        self, start_line: httputil.ResponseStartLine, headers: httputil.HTTPHeaders
+    ) -> str:
+        code = start_line.code
+        request = self._request_start_line
+        self._response_code = code
+        informational = 100 <= code < 200
+        method = request.method if request is not None else "GET"
+        self._body_allowed = not (informational or code in (204, 304) or method == "HEAD")
+        if informational:
+            # A 1xx head (e.g. 101 Switching Protocols) carries its own Connection
+            # header and says nothing about how the final response is framed.
+            self._chunking_output = False
+        else:
+            request_headers = self._request_headers
+            request_version = request.version if request is not None else "HTTP/1.0"
+            self._chunking_output = (
+                self._body_allowed
+                and request_version == "HTTP/1.1"
+                and "Content-Length" not in headers
+                and "Transfer-Encoding" not in headers
+            )
+            keep_alive = (
+                request is not None
+                and request_headers is not None
+                and self._can_keep_alive(request, request_headers)
+            )
+            delimited = (
+                not self._body_allowed
+                or self._chunking_output
+                or "Content-Length" in headers
+                or ("Transfer-Encoding" in headers and self._body_allowed)
+            )
+            if not delimited:
+                keep_alive = False
+            self._keep_alive = keep_alive
+            if request_version == "HTTP/1.1":
+                if not keep_alive:
+                    headers["Connection"] = "close"
+            elif keep_alive:
+                headers["Connection"] = "Keep-Alive"
+        reason = start_line.reason or httputil.responses.get(code, "Unknown")
+        return "HTTP/1.1 %d %s" % (code, reason)
+
+    def _frame_body(self, chunk: bytes) -> bytes:
+        if not self._body_allowed:
+            return b""
+        if self._expected_content_remaining is not None:
+            self._expected_content_remaining -= len(chunk)
+            if self._expected_content_remaining < 0:
+                self.close()
+                raise httputil.HTTPOutputError("Tried to write more data than Content-Length")
+        if self._chunking_output and chunk:
+            return b"%x\r\n%b\r\n" % (len(chunk), chunk)
+        return chunk
+
+    def write(self, chunk: bytes) -> Future[None]:
+        """Writes a piece of body (raw bytes, if no headers were written)."""
+        if not self._headers_written:
+            # The old interface where the application writes the whole response itself.
+            return self._write(chunk)
+        data = self._frame_body(chunk)
+        if not data:
+            if self.stream is None or self.stream.closed():
+                return _closed_future()
+            return _done_future()
+        return self._write(data)
+
+    def _write(self, data: bytes) -> Future[None]:
+        stream = self.stream
+        if stream is None or stream.closed():
+            return _closed_future()
+        future: Future[None] = stream.write(data)
+        self._last_write = future
+        return future
+
+    def finish(self) -> None:
+        """Ends the outgoing message."""
+        remaining = self._expected_content_remaining
+        if remaining is not None and remaining != 0 and self.stream is not None:
+            self.close()
+            raise httputil.HTTPOutputError(
+                "Tried to write %d bytes less than Content-Length" % remaining
+            )
+        self._write_finished = True
+        stream = self.stream
+        if self._chunking_output and stream is not None and not stream.closed():
+            self._last_write = stream.write(b"0\r\n\r\n")
+            self._last_write.add_done_callback(_consume_exception)
+        if self.is_client:
+            return
+        if not self._read_finished:
+            # The response went out before the request body was read (an early error,
+            # say): the rest of that body cannot be told apart from a next request.
+            self._keep_alive = False
+        self._close_callback = None
+        if self._read_finished or not self._keep_alive:
+            self._exchange_done()
+
+    # Reading
+
+    def _get_max_body(self) -> int:
+        return self._max_body_size
+
+    def _on_client_data(self, data: bytes) -> None:
+        self._parser.feed(data)
+        if not self._scheduled and self._waiting is None and not self._stopped:
+            self._run()
+
+    def _run(self) -> None:
+        """Turns parser events into delegate calls until input runs out or a wait starts."""
+        self._scheduled = False
+        parser = self._parser
+        budget = _EVENTS_PER_TURN
+        while not self._stopped and self._waiting is None:
+            if self._end_pending:
+                if self._pending_size:
+                    self._flush_pending()
+                    continue
+                self._end_pending = False
+                self._on_message_end()
+                return
+            try:
+                event = parser.next_event()
+            except ParseError as e:
+                self._on_bad_input(e)
+                return
+            if event is None:
+                if self._pending_size:
+                    self._flush_pending()
+                    continue
+                return
+            kind = event[0]
+            if kind == DATA:
+                self._on_data(event[1])  # type: ignore[misc, arg-type]
+            elif kind == HEAD:
+                self._on_head(event[1], event[2])  # type: ignore[misc, arg-type]
+            elif kind == END:
+                self._end_pending = True
+            budget -= 1
+            if budget <= 0:
+                # Let other work run; the rest is parsed on the next loop iteration.
+                self._scheduled = True
+                asyncio.get_running_loop().call_soon(self._run)
+                return
+
+    def _on_head(
+        self,
+        start_line: Union[httputil.RequestStartLine, httputil.ResponseStartLine],
+        headers: httputil.HTTPHeaders,
+    ) -> None:
+        parser = self._parser
+        if self.is_client:
+            assert isinstance(start_line, httputil.ResponseStartLine)
+            if 100 <= start_line.code < 200 and start_line.code != 101:
+                self._informational_count += 1
+                if self._informational_count > _MAX_1XX_RESPONSES:
+                    self._on_bad_input(ParseError("Too many 1xx responses"))
+                    return
+            else:
+                self._keep_alive = (
+                    self._keep_alive
+                    and not parser.body_until_close
+                    and self._can_keep_alive(start_line, headers)
+                )
+        else:
+            assert isinstance(start_line, httputil.RequestStartLine)
+            server = self._server
+            assert server is not None
+            server._head_received()
+            self._request_start_line = start_line
+            self._request_headers = headers
+            self._expect_continue = (
+                start_line.version == "HTTP/1.1"
+                and parser.in_body
+                and headers.get("Expect", "").lower() == "100-continue"
+            )
+            try:
+                delegate = server._delegate.start_request(server, self)
+            except Exception as e:
+                self._on_delegate_error(e)
+                return
+            if self.params.decompress:
+                delegate = _GzipMessageDelegate(
+                    delegate, self.params.chunk_size, self._get_max_body
+                )
+            self._delegate = delegate
+        assert self._delegate is not None
+        self._call(self._delegate.headers_received, start_line, headers, then=self._after_head)
+
+    def _after_head(self) -> None:
+        if self._stopped or not self._parser.in_body:
+            return
+        if self._expect_continue and not self._headers_written:
+            stream = self.stream
+            if stream is not None and not stream.closed():
+                stream.write(b"HTTP/1.1 100 (Continue)\r\n\r\n").add_done_callback(
+                    _consume_exception
+                )
+        if self._body_timeout and self._body_timer is None:
+            self._body_timer = asyncio.get_running_loop().call_later(
+                self._body_timeout, self._on_body_timeout
+            )
+
+    def _on_data(self, data: bytes) -> None:
+        if self._pending_size == 0 and len(data) >= self.params.chunk_size:
+            self._call(self._delegate.data_received, data)  # type: ignore[union-attr]
+            return
+        self._pending.append(data)
+        self._pending_size += len(data)
+        if self._pending_size >= self.params.chunk_size:
+            self._flush_pending()
+
+    def _flush_pending(self) -> None:
+        # Coalesces the small pieces (tiny chunks) into one delivery of at most
+        # chunk_size bytes; whatever is left waits for the next flush.
+        chunk_size = self.params.chunk_size
+        pending = self._pending
+        data = pending[0] if len(pending) == 1 else b"".join(pending)
+        if len(data) > chunk_size:
+            self._pending = [data[chunk_size:]]
+            self._pending_size = len(data) - chunk_size
+            data = data[:chunk_size]
+        else:
+            self._pending = []
+            self._pending_size = 0
+        self._call(self._delegate.data_received, data)  # type: ignore[union-attr]
+
+    def _on_message_end(self) -> None:
+        self._cancel_body_timer()
+        self._read_finished = True
+        delegate = self._delegate
+        assert delegate is not None
+        self._call(delegate.finish, then=self._after_finish)
+
+    def _after_finish(self) -> None:
+        if self._stopped:
+            return
+        if not self.is_client:
+            if self._write_finished:
+                self._exchange_done()
+            return
+        future = self._read_future
+        keep_alive = self._keep_alive
+        stream = self.stream
+        self._stop()
+        if stream is not None:
+            if keep_alive:
+                self._release_stream(stream)
+            else:
+                stream.close()
+        if future is not None and not future.done():
+            future.set_result(True)
+
+    def _call(
+        self, method: Callable[..., Any], *args: Any, then: Optional[Callable[[], None]] = None
+    ) -> bool:
+        """Calls a delegate method; False if it failed or must be waited for."""
+        try:
+            result = method(*args)
+        except Exception as e:
+            self._on_delegate_error(e)
+            return False
+        if result is not None and not self._stopped:
+            try:
+                waiting = asyncio.ensure_future(result)
+            except TypeError:
+                waiting = None
+            if waiting is not None and not waiting.done():
+                self._waiting = waiting
+                stream = self.stream
+                if stream is not None:
+                    stream._pause_reading()
+                waiting.add_done_callback(lambda f: self._on_wait_done(f, then))
+                return False
+            if waiting is not None and waiting.exception() is not None:
+                self._on_delegate_error(waiting.exception())  # type: ignore[arg-type]
+                return False
+        if then is not None:
+            then()
+        return True
+
+    def _on_wait_done(self, future: asyncio.Future[Any], then: Optional[Callable[[], None]]) -> None:
+        if self._waiting is not future:
+            return
+        self._waiting = None
+        if self._stopped:
+            return
+        if future.cancelled():
+            self._on_delegate_error(asyncio.CancelledError())
+            return
+        error = future.exception()
+        if error is not None:
+            self._on_delegate_error(error)  # type: ignore[arg-type]
+            return
+        stream = self.stream
+        if stream is not None:
+            stream._resume_reading()
+        if then is not None:
+            then()
+        if not self._stopped and self._waiting is None and not self._scheduled:
+            self._run()
+
+    # Failures
+
+    def _peer(self) -> str:
+        context = self.context
+        if context is not None:
+            remote_ip = getattr(context, "remote_ip", None)
+            if remote_ip is not None:
+                return str(remote_ip)
+            return str(context)
+        return ""
+
+    def _on_bad_input(self, error: httputil.HTTPInputError) -> None:
+        gen_log.info("Malformed HTTP message from %s: %s", self._peer(), error)
+        status = getattr(error, "status_code", 400)
+        stream = self.stream
+        if not self.is_client and not self._headers_written and stream is not None:
+            if not stream.closed():
+                reason = _REASONS.get(status, "Bad Request")
+                self._headers_written = True
+                future = stream.write(b"HTTP/1.1 %d %b\r\n\r\n" % (status, reason.encode()))
+                self._close_after(future)
+        else:
+            self.close()
+        self._abort()
+
+    def _on_delegate_error(self, error: BaseException) -> None:
+        if isinstance(error, httputil.HTTPInputError):
+            self._on_bad_input(error)
+            return
+        app_log.error("Uncaught exception", exc_info=(type(error), error, error.__traceback__))
+        self.close()
+        self._abort()
+
+    def _on_body_timeout(self) -> None:
+        self._body_timer = None
+        gen_log.info("Timeout reading body from %s", self._peer())
+        self.close()
+        self._abort()
+
+    def _abort(self) -> None:
+        """Ends the exchange after a failure: the delegate learns the message is lost."""
+        was_active = not self._stopped
+        self._stop()
+        if was_active:
+            self._run_delegate_close()
+        future = self._read_future
+        if future is not None and not future.done():
+            future.set_result(False)
+
+    def _run_delegate_close(self) -> None:
+        delegate = self._delegate
+        self._delegate = None
+        callback = self._close_callback
+        self._close_callback = None
+        if delegate is not None and not self._read_finished:
+            try:
+                delegate.on_connection_close()
+            except Exception:
+                app_log.error("Uncaught exception in on_connection_close", exc_info=True)
+        if callback is not None:
+            try:
+                callback()
+            except Exception:
+                app_log.error("Uncaught exception in close callback", exc_info=True)
+
+    def _on_stream_close(self) -> None:
+        """The stream closed (client side, or forwarded by the server connection)."""
+        if self._stopped:
+            return
+        parser = self._parser
+        if self.is_client and parser is not None:
+            parser.feed_eof()
+            if parser.body_until_close and parser.in_body:
+                # The end of the connection is the end of this body.
+                if self._waiting is None and not self._scheduled:
+                    self._run()
+                if self._stopped or self._waiting is not None or self._scheduled:
+                    return
+        if not self.is_client and self._read_finished and self._write_finished:
+            self._stop()
+            return
+        self._abort()
+
+    def _close_after(self, future: Future[None]) -> None:
+        stream = self.stream
+
+        def close(done: asyncio.Future[Any]) -> None:
+            _consume_exception(done)
+            if stream is not None:
+                stream.close()
+
+        future.add_done_callback(close)
+
+    # Lifecycle
+
+    def _cancel_body_timer(self) -> None:
+        timer = self._body_timer
+        if timer is not None:
+            timer.cancel()
+            self._body_timer = None
+
+    def _stop(self) -> None:
+        self._stopped = True
+        self._cancel_body_timer()
+        waiting = self._waiting
+        if waiting is not None:
+            self._waiting = None
+
+    def _release_stream(self, stream: Any) -> None:
+        # Hands the stream back to buffered reads, with any bytes already received.
+        try:
+            stream._set_data_handler(None)
+            stream.set_close_callback(None)
+        except Exception:
+            return
+        parser = self._parser
+        if parser is not None:
+            leftover = parser.take_unparsed()
+            if leftover:
+                stream._unread(leftover)
+
+    def _exchange_done(self) -> None:
+        """Server side: the response is written; go on with the next request or close."""
+        server = self._server
+        self._stop()
+        if server is None:
+            return
+        if self._keep_alive and self._read_finished:
+            server._next_request()
+        else:
+            stream = self.stream
+            future = self._last_write
+            if stream is None:
+                return
+            if future is None or future.done():
+                stream.close()
+            else:
+                self._close_after(future)
+
+    def _can_keep_alive(
+        self,
+        start_line: Union[httputil.RequestStartLine, httputil.ResponseStartLine],
+        headers: httputil.HTTPHeaders,
+    ) -> bool:
+        if self.params.no_keep_alive:
+            return False
+        tokens = _connection_tokens(headers)
+        if start_line.version == "HTTP/1.1":
+            return "close" not in tokens
+        if (
+            "Content-Length" in headers
+            or "Transfer-Encoding" in headers
+            or getattr(start_line, "method", None) in ("HEAD", "GET")
+        ):
+            return "keep-alive" in tokens
+        return False
+
+
+class HTTP1ServerConnection:
+    """The server side of one HTTP/1.x connection: a sequence of request exchanges."""
+
+    __slots__ = (
+        "stream",
+        "params",
+        "context",
+        "_delegate",
+        "_parser",
+        "_current",
+        "_header_timer",
+        "_closed_future",
+        "_serving",
+        "_paused",
+    )
+
+    def __init__(
+        self,
+        stream: Any,
+        params: Optional[HTTP1ConnectionParameters] = None,
+        context: Optional[object] = None,
+    ) -> None:
+        self.stream = stream
+        if params is None:
+            params = HTTP1ConnectionParameters()
+        self.params = params
+        self.context = context
+        self._delegate: Any = None
+        self._parser = HTTP1Parser(
+            False,
+            params.max_header_size,
+            params.max_body_size or getattr(stream, "max_buffer_size", None),
+            params.chunk_size,
+        )
+        self._current: Optional[HTTP1Connection] = None
+        self._header_timer: Optional[asyncio.TimerHandle] = None
+        self._closed_future: Optional[Future[None]] = None
+        self._serving = False
+        self._paused = False
+
+    async def close(self) -> None:
+        """Closes the connection and waits until it is shut down."""
+        stream = self.stream
+        if stream is not None:
+            stream.close()
+        if self._serving:
+            if self._closed_future is None:
+                self._closed_future = Future()
+            await self._closed_future
+
+    def start_serving(self, delegate: httputil.HTTPServerConnectionDelegate) -> None:
+        """Starts reading requests and passing them to ``delegate.start_request``."""
+        self._delegate = delegate
+        self._serving = True
+        stream = self.stream
+        stream.set_close_callback(self._on_stream_close)
+        self._new_exchange()
+        self._start_header_timer()
+        stream._set_data_handler(self._on_data)
+
+    def _new_exchange(self) -> HTTP1Connection:
+        connection = HTTP1Connection(self.stream, False, self.params, self.context)
+        connection._parser = self._parser
+        connection._server = self
+        self._parser.max_body_size = connection._max_body_size
+        self._current = connection
+        return connection
+
+    def _on_data(self, data: bytes) -> None:
+        parser = self._parser
+        parser.feed(data)
+        current = self._current
+        if current is None:
+            return
+        if current._stopped:
+            # Waiting for the response to the previous request: only buffer, and stop
+            # reading if a pipelining client sends too much ahead.
+            if not self._paused and parser.buffered > _PIPELINE_BUFFER_LIMIT:
+                self._paused = True
+                self.stream._pause_reading()
+            return
+        if not current._scheduled and current._waiting is None:
+            current._run()
+
+    def _start_header_timer(self) -> None:
+        timeout = self.params.header_timeout
+        if timeout:
+            self._header_timer = asyncio.get_running_loop().call_later(
+                timeout, self._on_header_timeout
+            )
+
+    def _head_received(self) -> None:
+        timer = self._header_timer
+        if timer is not None:
+            timer.cancel()
+            self._header_timer = None
+
+    def _on_header_timeout(self) -> None:
+        self._header_timer = None
+        stream = self.stream
+        if stream is not None:
+            stream.close()
+
+    def _next_request(self) -> None:
+        self._head_received()
+        connection = self._new_exchange()
+        self._parser.start_next_message()
+        if self._paused:
+            self._paused = False
+            self.stream._resume_reading()
+        self._start_header_timer()
+        if self._parser.buffered:
+            # A pipelined request is already here: parse it on the next loop
+            # iteration, so that a long pipeline does not recurse.
+            connection._scheduled = True
+            asyncio.get_running_loop().call_soon(connection._run)
+
+    def _detached(self) -> None:
+        self._head_received()
+        stream = self.stream
+        current = self._current
+        self._current = None
+        if stream is not None:
+            try:
+                stream._set_data_handler(None)
+                stream.set_close_callback(None)
+            except Exception:
+                pass
+            leftover = self._parser.take_unparsed()
+            if leftover:
+                stream._unread(leftover)
+        if current is not None:
+            current.stream = None
+        self.stream = None
+        self._finish_serving()
+
+    def _on_stream_close(self) -> None:
+        self._head_received()
+        current = self._current
+        self._current = None
+        self._parser.feed_eof()
+        if current is not None:
+            current._on_stream_close()
+        self._finish_serving()
+
+    def _finish_serving(self) -> None:
+        if not self._serving:
+            return
+        self._serving = False
+        future = self._closed_future
+        if future is not None and not future.done():
+            future.set_result(None)
+        delegate = self._delegate
+        if delegate is not None:
+            delegate.on_close(self)

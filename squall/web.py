@@ -1,0 +1,1867 @@
+"""The web framework: request handlers, the application that routes to them, and helpers.
+
+Write a :class:`RequestHandler` subclass per resource, with a method per HTTP verb, and give
+:class:`Application` a list of ``(pattern, handler_class[, kwargs[, name]])`` rules::
+
+    class MainHandler(RequestHandler):
+        def get(self):
+            self.write("Hello, world")
+
+    app = Application([(r"/", MainHandler)])
+    app.listen(8888)
+
+Handler methods may be plain functions or coroutines. A synchronous handler runs start to
+finish inside the call that received the request, without a task or future of its own; a
+coroutine handler is moved onto a task the first time it has to wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import email.utils
+import functools
+import hashlib
+import hmac
+import http.client
+import http.cookies
+import inspect
+import logging
+import numbers
+import os
+import re
+import socket
+import sys
+import threading
+import time
+import traceback
+import types
+import urllib.parse
+import warnings
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Awaitable,
+    Callable,
+    Dict,
+    Generator,
+    Iterable,
+    List,
+    Optional,
+    Tuple,
+    Type,
+    TypeVar,
+    Union,
+)
+
+import squall
+from squall import escape, httputil
+from squall._web_signing import (
+    DEFAULT_SIGNED_VALUE_MIN_VERSION,
+    DEFAULT_SIGNED_VALUE_VERSION,
+    MAX_SUPPORTED_SIGNED_VALUE_VERSION,
+    MIN_SUPPORTED_SIGNED_VALUE_VERSION,
+    _create_signature_v1,
+    _create_signature_v2,
+    _CookieSecretTypes,
+    _decode_fields_v2,
+    _decode_signed_value_v1,
+    _decode_signed_value_v2,
+    _get_version,
+    create_signed_value,
+    decode_signed_value,
+    decode_xsrf_token,
+    encode_xsrf_token,
+    get_signature_key_version,
+    new_xsrf_secret,
+)
+from squall.log import access_log, app_log, gen_log
+from squall.routing import (
+    AnyMatches,
+    DefaultHostMatches,
+    HostMatches,
+    ReversibleRouter,
+    ReversibleRuleRouter,
+    Rule,
+    URLSpec,
+    _parse_request_body,
+    _RuleList,
+)
+from squall.util import ObjectDict
+
+if TYPE_CHECKING:
+    from squall.httpserver import HTTPServer
+    from squall.locale import Locale
+    from squall.template import BaseLoader
+
+__all__ = [
+    "Application",
+    "RequestHandler",
+    "HTTPError",
+    "Finish",
+    "MissingArgumentError",
+    "ErrorHandler",
+    "RedirectHandler",
+    "StaticFileHandler",
+    "FallbackHandler",
+    "OutputTransform",
+    "GZipContentEncoding",
+    "UIModule",
+    "TemplateModule",
+    "URLSpec",
+    "url",
+    "authenticated",
+    "addslash",
+    "removeslash",
+    "stream_request_body",
+    "create_signed_value",
+    "decode_signed_value",
+    "get_signature_key_version",
+    "is_absolute",
+    "DEFAULT_SIGNED_VALUE_VERSION",
+    "DEFAULT_SIGNED_VALUE_MIN_VERSION",
+    "MIN_SUPPORTED_SIGNED_VALUE_VERSION",
+    "MAX_SUPPORTED_SIGNED_VALUE_VERSION",
+]
+
+# Names kept importable for code written against the private helpers.
+_SIGNING_HELPERS = (
+    _create_signature_v1,
+    _create_signature_v2,
+    _decode_fields_v2,
+    _decode_signed_value_v1,
+    _decode_signed_value_v2,
+    _get_version,
+)
+
+url = URLSpec
+
+_HeaderTypes = Union[bytes, str, int, numbers.Integral, datetime.datetime]
+_RequestHandlerType = TypeVar("_RequestHandlerType", bound="RequestHandler")
+_T = TypeVar("_T")
+
+
+class _ArgDefaultMarker:
+    pass
+
+
+_ARG_DEFAULT: Any = _ArgDefaultMarker()
+_UNSET: Any = object()
+
+_SAFE_METHODS = frozenset(("GET", "HEAD", "OPTIONS"))
+_SERVER_HEADER = "SquallServer/" + squall.version
+_RESPONSES = http.client.responses
+
+
+def _unicode(value: Union[str, bytes, None]) -> Optional[str]:
+    if value is None or isinstance(value, str):
+        return value
+    return value.decode("utf-8")
+
+
+class _DateCache:
+    """The ``Date`` header value changes once a second; format it once a second."""
+
+    __slots__ = ("second", "value")
+
+    def __init__(self) -> None:
+        self.second = -1
+        self.value = ""
+
+    def get(self) -> str:
+        now = int(time.time())
+        if now != self.second:
+            self.value = email.utils.formatdate(now, usegmt=True)
+            self.second = now
+        return self.value
+
+
+_date_cache = _DateCache()
+
+
+def _format_timestamp(ts: Union[int, float, tuple, time.struct_time, datetime.datetime]) -> str:
+    if isinstance(ts, datetime.datetime):
+        if ts.tzinfo is None:
+            seconds = ts.replace(tzinfo=datetime.timezone.utc).timestamp()
+        else:
+            seconds = ts.timestamp()
+    elif isinstance(ts, (int, float)):
+        seconds = ts
+    elif isinstance(ts, (tuple, time.struct_time)):
+        import calendar
+
+        seconds = calendar.timegm(ts)
+    else:
+        raise TypeError(f"unknown timestamp type: {ts!r}")
+    return email.utils.formatdate(seconds, usegmt=True)
+
+
+class HTTPError(Exception):
+    """An exception that turns into an HTTP error response.
+
+    ``log_message`` (with ``args`` %-formatted into it) goes to the log, never to the
+    client; ``reason`` replaces the standard reason phrase of ``status_code``.
+    """
+
+    def __init__(
+        self,
+        status_code: int = 500,
+        log_message: Optional[str] = None,
+        *args: Any,
+        **kwargs: Any,
+    ) -> None:
+        self.status_code = status_code
+        self._log_message = log_message
+        self.args = args
+        self.reason = kwargs.get("reason", None)
+
+    @property
+    def log_message(self) -> Optional[str]:
+        """The log message with its arguments substituted."""
+        return self.get_message()
+
+    def get_message(self) -> Optional[str]:
+        if self._log_message and self.args:
+            return self._log_message % self.args
+        return self._log_message
+
+    def __str__(self) -> str:
+        message = "HTTP %d: %s" % (
+            self.status_code,
+            self.reason or _RESPONSES.get(self.status_code, "Unknown"),
+        )
+        log_message = self.get_message()
+        if log_message:
+            return message + " (" + log_message + ")"
+        return message
+
+
+class Finish(Exception):
+    """Raise to end the request at once; the response is finished with what was written
+    (plus the exception's argument, if any, passed to :meth:`RequestHandler.finish`)."""
+
+
+class MissingArgumentError(HTTPError):
+    """Raised by :meth:`RequestHandler.get_argument` for a required argument that is absent
+    (a 400 Bad Request)."""
+
+    def __init__(self, arg_name: str) -> None:
+        super().__init__(400, "Missing argument %s" % arg_name)
+        self.arg_name = arg_name
+
+
+# Characters never allowed in a header value (tab is fine), nor in a reason phrase, whose
+# text is also shown in the default error page.
+_UNSAFE_HEADER_CHARS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_UNSAFE_REASON_CHARS = re.compile(r"[\x00-\x1f\x7f<>]")
+# Cookie names and attributes: no controls, separators or spaces.
+_UNSAFE_COOKIE_ATTRIBUTE = re.compile(r"[\x00-\x20\x7f;]")
+_UNSAFE_COOKIE_VALUE = re.compile(r"[\x00-\x20\x7f]")
+_PLAIN_COOKIE_VALUE = re.compile(r"^[A-Za-z0-9!#$%&'*+\-.^_`|~:]*$")
+_cookie_quoter = http.cookies.SimpleCookie()
+
+# Cookie attributes set_cookie accepts, with how each is written in Set-Cookie.
+_COOKIE_ATTRIBUTES = {
+    "comment": "Comment",
+    "domain": "Domain",
+    "expires": "expires",
+    "httponly": "HttpOnly",
+    "max-age": "Max-Age",
+    "partitioned": "Partitioned",
+    "path": "Path",
+    "samesite": "SameSite",
+    "secure": "Secure",
+    "version": "Version",
+}
+_COOKIE_FLAGS = frozenset(("httponly", "partitioned", "secure"))
+
+
+def _is_protocol_relative(path: str) -> bool:
+    """Whether a browser would read ``path`` as ``//host/...`` (backslashes count as
+    slashes, tabs and newlines are dropped)."""
+    cleaned = path.replace("\t", "").replace("\r", "").replace("\n", "").replace("\\", "/")
+    return cleaned.startswith("//")
+
+
+class RequestHandler:
+    """Base class for HTTP request handlers.
+
+    Subclasses define ``get``, ``post`` and friends (with ``SUPPORTED_METHODS``); the other
+    methods here are for them to call or override.
+    """
+
+    SUPPORTED_METHODS: Tuple[str, ...] = (
+        "GET",
+        "HEAD",
+        "POST",
+        "DELETE",
+        "PATCH",
+        "PUT",
+        "OPTIONS",
+    )
+
+    _template_loaders: Dict[str, "BaseLoader"] = {}
+    _template_loader_lock = threading.Lock()
+    _remove_control_chars_regex = re.compile(r"[\x00-\x08\x0e-\x1f]")
+    _VALID_HEADER_CHARS = re.compile(r"[\x09\x20-\x7e\x80-\uffff]*")
+    _stream_request_body = False
+
+    # Defaults so that a handler built without __init__ (tests do this) still works.
+    _prepared_future: Optional["asyncio.Future[None]"] = None
+    _body_future: Optional["asyncio.Future[None]"] = None
+    _xsrf_token_cache: Optional[bytes] = None
+    _raw_xsrf_token: Optional[Tuple[Optional[int], bytes, float]] = None
+    _ui_namespace: Optional[ObjectDict] = None
+    _active_modules: Optional[Dict[str, "UIModule"]] = None
+    _close_notified = False
+    _new_cookies: Optional[Dict[str, str]] = None
+    path_args: List[Any] = []
+    path_kwargs: Dict[str, Any] = {}
+
+    def __init__(
+        self,
+        application: "Application",
+        request: httputil.HTTPServerRequest,
+        **kwargs: Any,
+    ) -> None:
+        self.application = application
+        self.request = request
+        self._headers_written = False
+        self._finished = False
+        self._auto_finish = True
+        self._transforms: List["OutputTransform"] = []
+        self.path_args = []
+        self.path_kwargs = {}
+        self.clear()
+        connection = request.connection
+        if connection is not None:
+            set_close_callback = getattr(connection, "set_close_callback", None)
+            if set_close_callback is not None:
+                set_close_callback(self._notify_connection_close)
+        self.initialize(**kwargs)
+
+    def _initialize(self) -> None:
+        pass
+
+    initialize: Callable[..., None] = _initialize
+    """Hook for subclass initialization, called with the rule's keyword arguments."""
+
+    @property
+    def settings(self) -> Dict[str, Any]:
+        """The application's settings."""
+        return self.application.settings
+
+    @property
+    def ui(self) -> ObjectDict:
+        """The template namespace entries for UI methods and modules (built on first use)."""
+        namespace = self._ui_namespace
+        if namespace is None:
+            namespace = ObjectDict(
+                (name, self._ui_method(method))
+                for name, method in self.application.ui_methods.items()
+            )
+            modules = _UIModuleNamespace(self, self.application.ui_modules)
+            namespace["_tt_modules"] = modules
+            namespace["modules"] = modules
+            self._ui_namespace = namespace
+        return namespace
+
+    @ui.setter
+    def ui(self, value: ObjectDict) -> None:
+        self._ui_namespace = value
+
+    def _unimplemented_method(self, *args: str, **kwargs: str) -> None:
+        raise HTTPError(405)
+
+    head: Callable[..., Optional[Awaitable[None]]] = _unimplemented_method
+    get: Callable[..., Optional[Awaitable[None]]] = _unimplemented_method
+    post: Callable[..., Optional[Awaitable[None]]] = _unimplemented_method
+    delete: Callable[..., Optional[Awaitable[None]]] = _unimplemented_method
+    patch: Callable[..., Optional[Awaitable[None]]] = _unimplemented_method
+    put: Callable[..., Optional[Awaitable[None]]] = _unimplemented_method
+    options: Callable[..., Optional[Awaitable[None]]] = _unimplemented_method
+
+    def prepare(self) -> Optional[Awaitable[None]]:
+        """Called before the HTTP method; may be a coroutine. Finishing here skips it."""
+        return None
+
+    def on_finish(self) -> None:
+        """Called after the response is sent (for cleanup or logging)."""
+
+    def on_connection_close(self) -> None:
+        """Called when the client closes the connection before the response is done."""
+        if self._stream_request_body:
+            body_future = self._body_future
+            if body_future is not None and not body_future.done():
+                from squall.iostream import StreamClosedError
+
+                body_future.set_exception(StreamClosedError())
+                body_future.exception()
+
+    def _notify_connection_close(self) -> None:
+        # The connection's close callback and the message delegate may both report the
+        # same close; the handler hears it once.
+        if self._close_notified:
+            return
+        self._close_notified = True
+        self.on_connection_close()
+
+    def clear(self) -> None:
+        """Reset headers and content for this response."""
+        self._headers = httputil.HTTPHeaders(
+            {
+                "Server": _SERVER_HEADER,
+                "Content-Type": "text/html; charset=UTF-8",
+                "Date": _date_cache.get(),
+            }
+        )
+        self.set_default_headers()
+        self._write_buffer: List[bytes] = []
+        self._status_code = 200
+        self._reason = "OK"
+
+    def set_default_headers(self) -> None:
+        """Hook to set headers on every response (including error pages)."""
+
+    def set_status(self, status_code: int, reason: Optional[str] = None) -> None:
+        """Set the response status; a reason with control characters or markup is
+        replaced with "Unknown"."""
+        self._status_code = status_code
+        if reason is not None and _UNSAFE_REASON_CHARS.search(reason) is None:
+            self._reason = escape.native_str(reason)
+        else:
+            self._reason = _RESPONSES.get(status_code, "Unknown")
+
+    def get_status(self) -> int:
+        return self._status_code
+
+    def set_header(self, name: str, value: _HeaderTypes) -> None:
+        """Set a response header, replacing any previous value."""
+        self._headers[name] = self._convert_header_value(value)
+
+    def add_header(self, name: str, value: _HeaderTypes) -> None:
+        """Add a response header; headers like ``Set-Cookie`` may appear several times."""
+        self._headers.add(name, self._convert_header_value(value))
+
+    def clear_header(self, name: str) -> None:
+        """Remove a response header (all its values)."""
+        if name in self._headers:
+            del self._headers[name]
+
+    def _convert_header_value(self, value: _HeaderTypes) -> str:
+        if isinstance(value, str):
+            text = value
+        elif isinstance(value, bytes):
+            # Latin-1 maps every byte to one character, so bytes survive the round trip.
+            text = value.decode("latin1")
+        elif isinstance(value, numbers.Integral):
+            return str(value)
+        elif isinstance(value, datetime.datetime):
+            return _format_timestamp(value)
+        else:
+            raise TypeError("Unsupported header value %r" % value)
+        if _UNSAFE_HEADER_CHARS.search(text) is not None:
+            raise ValueError("Unsafe header value %r" % text)
+        return text
+
+    # Arguments ------------------------------------------------------------------------
+
+    def get_argument(
+        self, name: str, default: Any = _ARG_DEFAULT, strip: bool = True
+    ) -> Optional[str]:
+        """The last value of the query or body argument ``name``; raises
+        :class:`MissingArgumentError` if absent and no default is given."""
+        return self._get_argument(name, default, self.request.arguments, strip)
+
+    def get_arguments(self, name: str, strip: bool = True) -> List[str]:
+        """Every value of the query and body argument ``name`` (maybe empty)."""
+        return self._get_arguments(name, self.request.arguments, strip)
+
+    def get_body_argument(
+        self, name: str, default: Any = _ARG_DEFAULT, strip: bool = True
+    ) -> Optional[str]:
+        return self._get_argument(name, default, self.request.body_arguments, strip)
+
+    def get_body_arguments(self, name: str, strip: bool = True) -> List[str]:
+        return self._get_arguments(name, self.request.body_arguments, strip)
+
+    def get_query_argument(
+        self, name: str, default: Any = _ARG_DEFAULT, strip: bool = True
+    ) -> Optional[str]:
+        return self._get_argument(name, default, self.request.query_arguments, strip)
+
+    def get_query_arguments(self, name: str, strip: bool = True) -> List[str]:
+        return self._get_arguments(name, self.request.query_arguments, strip)
+
+    def _get_argument(
+        self, name: str, default: Any, source: Dict[str, List[bytes]], strip: bool = True
+    ) -> Optional[str]:
+        values = self._get_arguments(name, source, strip=strip)
+        if not values:
+            if default is _ARG_DEFAULT:
+                raise MissingArgumentError(name)
+            return default
+        return values[-1]
+
+    def _get_arguments(
+        self, name: str, source: Dict[str, List[bytes]], strip: bool = True
+    ) -> List[str]:
+        raw_values = source.get(name)
+        if not raw_values:
+            return []
+        values = []
+        for raw in raw_values:
+            value = self.decode_argument(raw, name=name)
+            if isinstance(value, str):
+                # Control characters other than whitespace have no business in form text.
+                value = self._remove_control_chars_regex.sub(" ", value)
+                if strip:
+                    value = value.strip()
+            values.append(value)
+        return values
+
+    def decode_argument(self, value: bytes, name: Optional[str] = None) -> str:
+        """Decode an argument (query, body or path) from bytes; override for another
+        encoding. Invalid UTF-8 is a 400 error."""
+        try:
+            return value.decode("utf-8") if isinstance(value, bytes) else value
+        except UnicodeDecodeError:
+            raise HTTPError(400, "Invalid unicode in %s: %r", name or "url", value[:40])
+
+    # Cookies --------------------------------------------------------------------------
+
+    @property
+    def cookies(self) -> Dict[str, http.cookies.Morsel]:
+        """The request's cookies (parsed on first use)."""
+        return self.request.cookies
+
+    def get_cookie(self, name: str, default: Optional[str] = None) -> Optional[str]:
+        cookies = self.request.cookies
+        if name in cookies:
+            return cookies[name].value
+        return default
+
+    def set_cookie(
+        self,
+        name: str,
+        value: Union[str, bytes],
+        domain: Optional[str] = None,
+        expires: Optional[Union[float, Tuple, datetime.datetime]] = None,
+        path: str = "/",
+        expires_days: Optional[float] = None,
+        *,
+        max_age: Optional[int] = None,
+        httponly: bool = False,
+        secure: bool = False,
+        samesite: Optional[str] = None,
+        **kwargs: Any,
+    ) -> None:
+        """Queue a ``Set-Cookie`` header. Names and attributes with control characters,
+        spaces or ``;`` raise :class:`http.cookies.CookieError`; values with control
+        characters or spaces raise ValueError."""
+        name = escape.native_str(name)
+        value = escape.native_str(value)
+        if not name or _UNSAFE_COOKIE_ATTRIBUTE.search(name) or "=" in name:
+            raise http.cookies.CookieError(f"Invalid cookie attribute name={name!r}")
+        if _UNSAFE_COOKIE_VALUE.search(value):
+            raise ValueError(f"Invalid cookie {name!r}: {value!r}")
+        attributes: Dict[str, Any] = {}
+        if domain:
+            attributes["domain"] = ("domain", domain)
+        if expires_days is not None and not expires:
+            expires = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(
+                days=expires_days
+            )
+        if expires:
+            attributes["expires"] = ("expires", _format_timestamp(expires))
+        if path:
+            attributes["path"] = ("path", path)
+        if max_age is not None:
+            # int() refuses strings that would smuggle extra attributes into the header.
+            attributes["max-age"] = ("max_age", str(int(max_age)))
+        if httponly:
+            attributes["httponly"] = ("httponly", True)
+        if secure:
+            attributes["secure"] = ("secure", True)
+        if samesite:
+            attributes["samesite"] = ("samesite", samesite)
+        for given_name, attribute_value in kwargs.items():
+            key = given_name.lower()
+            if key == "max_age":
+                key = "max-age"
+            if key not in _COOKIE_ATTRIBUTES:
+                raise http.cookies.CookieError(f"Invalid attribute {given_name!r}")
+            if given_name != key and given_name != "max_age":
+                warnings.warn(
+                    f"cookie attribute {given_name!r} should be written in lower case",
+                    DeprecationWarning,
+                    stacklevel=2,
+                )
+            if key == "max-age":
+                attribute_value = str(int(attribute_value))
+            elif key == "expires" and attribute_value:
+                attribute_value = _format_timestamp(attribute_value)
+            if key in _COOKIE_FLAGS:
+                if attribute_value:
+                    attributes[key] = (given_name, True)
+                else:
+                    attributes.pop(key, None)
+            elif attribute_value is None or attribute_value == "":
+                attributes.pop(key, None)
+            else:
+                attributes[key] = (given_name, attribute_value)
+        parts = [name + "=" + self._quote_cookie_value(value)]
+        for key in sorted(attributes):
+            given_name, attribute_value = attributes[key]
+            label = _COOKIE_ATTRIBUTES[key]
+            if attribute_value is True:
+                parts.append(label)
+                continue
+            text = str(attribute_value)
+            if _UNSAFE_COOKIE_ATTRIBUTE.search(text) and not (
+                key == "expires" and ";" not in text
+            ):
+                raise http.cookies.CookieError(
+                    f"Invalid cookie attribute {given_name}={text!r} for cookie {name!r}"
+                )
+            parts.append(label + "=" + text)
+        if self._new_cookies is None:
+            self._new_cookies = {}
+        self._new_cookies[name] = "; ".join(parts)
+
+    @staticmethod
+    def _quote_cookie_value(value: str) -> str:
+        if _PLAIN_COOKIE_VALUE.match(value) is not None and value:
+            return value
+        return _cookie_quoter.value_encode(value)[1]
+
+    def clear_cookie(self, name: str, **kwargs: Any) -> None:
+        """Delete a cookie in the browser (give the same path and domain it was set with)."""
+        for excluded in ("expires", "max_age"):
+            if excluded in kwargs:
+                raise TypeError(f"clear_cookie() got an unexpected keyword argument '{excluded}'")
+        expires = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=365)
+        self.set_cookie(name, value="", expires=expires, **kwargs)
+
+    def clear_all_cookies(self, **kwargs: Any) -> None:
+        """Delete every cookie the request carried."""
+        for name in self.request.cookies:
+            self.clear_cookie(name, **kwargs)
+
+    def set_signed_cookie(
+        self,
+        name: str,
+        value: Union[str, bytes],
+        expires_days: Optional[float] = 30,
+        version: Optional[int] = None,
+        **kwargs: Any,
+    ) -> None:
+        """Set a cookie signed with the ``cookie_secret`` setting (readable, not secret)."""
+        self.set_cookie(
+            name,
+            self.create_signed_value(name, value, version=version),
+            expires_days=expires_days,
+            **kwargs,
+        )
+
+    set_secure_cookie = set_signed_cookie
+
+    def create_signed_value(
+        self, name: str, value: Union[str, bytes], version: Optional[int] = None
+    ) -> bytes:
+        """Sign a value as :meth:`set_signed_cookie` would, for use elsewhere."""
+        self.require_setting("cookie_secret", "secure cookies")
+        secret = self.application.settings["cookie_secret"]
+        key_version = None
+        if isinstance(secret, dict):
+            if self.application.settings.get("key_version") is None:
+                raise Exception("key_version setting must be used for secret_key dicts")
+            key_version = self.application.settings["key_version"]
+        return create_signed_value(secret, name, value, version=version, key_version=key_version)
+
+    def get_signed_cookie(
+        self,
+        name: str,
+        value: Optional[str] = None,
+        max_age_days: float = 31,
+        min_version: Optional[int] = None,
+    ) -> Optional[bytes]:
+        """The value of a signed cookie, or None when absent, forged, truncated or expired."""
+        self.require_setting("cookie_secret", "secure cookies")
+        if value is None:
+            value = self.get_cookie(name)
+        return decode_signed_value(
+            self.application.settings["cookie_secret"],
+            name,
+            value,
+            max_age_days=max_age_days,
+            min_version=min_version,
+        )
+
+    get_secure_cookie = get_signed_cookie
+
+    def get_signed_cookie_key_version(
+        self, name: str, value: Optional[str] = None
+    ) -> Optional[int]:
+        """The key version a signed cookie was made with."""
+        self.require_setting("cookie_secret", "secure cookies")
+        if value is None:
+            value = self.get_cookie(name)
+        if value is None:
+            return None
+        return get_signature_key_version(value)
+
+    get_secure_cookie_key_version = get_signed_cookie_key_version
+
+    # Output ---------------------------------------------------------------------------
+
+    def redirect(self, url: str, permanent: bool = False, status: Optional[int] = None) -> None:
+        """Send a redirect to ``url`` (301 if permanent, else 302, or ``status``)."""
+        if self._headers_written:
+            raise Exception("Cannot redirect after headers have been written")
+        if status is None:
+            status = 301 if permanent else 302
+        elif not (isinstance(status, int) and 300 <= status <= 399):
+            raise ValueError(f"redirect status must be 3xx, got {status!r}")
+        self.set_status(status)
+        self.set_header("Location", escape.utf8(url))
+        self.finish()
+
+    def write(self, chunk: Union[str, bytes, dict]) -> None:
+        """Buffer output; a dict is sent as JSON with the JSON content type."""
+        if self._finished:
+            raise RuntimeError("Cannot write() after finish()")
+        if isinstance(chunk, bytes):
+            self._write_buffer.append(chunk)
+            return
+        if isinstance(chunk, str):
+            self._write_buffer.append(chunk.encode("utf-8"))
+            return
+        if isinstance(chunk, dict):
+            self.set_header("Content-Type", "application/json; charset=UTF-8")
+            self._write_buffer.append(escape.json_encode(chunk).encode("utf-8"))
+            return
+        message = "write() only accepts bytes, unicode, and dict objects"
+        if isinstance(chunk, list):
+            message += (
+                ". Lists not accepted for security reasons (a JSON array at the top level"
+                " can be read cross-site); wrap it in a dict"
+            )
+        raise TypeError(message)
+
+    def render(self, template_name: str, **kwargs: Any) -> "asyncio.Future[None]":
+        """Render a template and finish the response with it, adding the CSS/JS that
+        UI modules asked for."""
+        if self._finished:
+            raise RuntimeError("Cannot render() after finish()")
+        html = self.render_string(template_name, **kwargs)
+        from squall._web_ui import collect_module_resources
+
+        html = collect_module_resources(self, html)
+        return self.finish(html)
+
+    def render_linked_js(self, js_files: Iterable[str]) -> str:
+        """HTML for ``<script src>`` tags (relative paths go through :meth:`static_url`)."""
+        paths = self._unique_static_paths(js_files)
+        return "".join(
+            '<script src="' + escape.xhtml_escape(p) + '" type="text/javascript"></script>'
+            for p in paths
+        )
+
+    def render_embed_js(self, js_embed: Iterable[bytes]) -> bytes:
+        return (
+            b'<script type="text/javascript">\n//<![CDATA[\n'
+            + b"\n".join(js_embed)
+            + b"\n//]]>\n</script>"
+        )
+
+    def render_linked_css(self, css_files: Iterable[str]) -> str:
+        paths = self._unique_static_paths(css_files)
+        return "".join(
+            '<link href="' + escape.xhtml_escape(p) + '" type="text/css" rel="stylesheet"/>'
+            for p in paths
+        )
+
+    def render_embed_css(self, css_embed: Iterable[bytes]) -> bytes:
+        return b'<style type="text/css">\n' + b"\n".join(css_embed) + b"\n</style>"
+
+    def _unique_static_paths(self, files: Iterable[str]) -> List[str]:
+        paths: List[str] = []
+        seen = set()
+        for path in files:
+            if not is_absolute(path):
+                path = self.static_url(path)
+            if path not in seen:
+                paths.append(path)
+                seen.add(path)
+        return paths
+
+    def render_string(self, template_name: str, **kwargs: Any) -> bytes:
+        """Render a template to bytes with the handler's namespace plus ``kwargs``."""
+        template_path = self.get_template_path()
+        if not template_path:
+            # Default to the directory of the module that called us.
+            frame = sys._getframe(0)
+            this_file = frame.f_code.co_filename
+            while frame.f_code.co_filename == this_file and frame.f_back is not None:
+                frame = frame.f_back
+            template_path = os.path.dirname(frame.f_code.co_filename)
+        with RequestHandler._template_loader_lock:
+            loader = RequestHandler._template_loaders.get(template_path)
+            if loader is None:
+                loader = self.create_template_loader(template_path)
+                RequestHandler._template_loaders[template_path] = loader
+        template = loader.load(template_name)
+        namespace = self.get_template_namespace()
+        namespace.update(kwargs)
+        return template.generate(**namespace)
+
+    def get_template_namespace(self) -> Dict[str, Any]:
+        """The names every template sees (override to add more)."""
+        locale = self.locale
+        namespace = dict(
+            handler=self,
+            request=self.request,
+            current_user=self.current_user,
+            locale=locale,
+            _=locale.translate,
+            pgettext=locale.pgettext,
+            static_url=self.static_url,
+            xsrf_form_html=self.xsrf_form_html,
+            reverse_url=self.reverse_url,
+        )
+        namespace.update(self.ui)
+        return namespace
+
+    def create_template_loader(self, template_path: str) -> "BaseLoader":
+        """The loader for ``template_path``; the ``template_loader`` setting wins."""
+        settings = self.application.settings
+        if "template_loader" in settings:
+            return settings["template_loader"]
+        from squall import template
+
+        kwargs = {}
+        if "autoescape" in settings:
+            kwargs["autoescape"] = settings["autoescape"]
+        if "template_whitespace" in settings:
+            kwargs["whitespace"] = settings["template_whitespace"]
+        return template.Loader(template_path, **kwargs)
+
+    def get_template_path(self) -> Optional[str]:
+        return self.application.settings.get("template_path")
+
+    def flush(self, include_footers: bool = False) -> "asyncio.Future[None]":
+        """Send what has been written so far; the returned future resolves once sent."""
+        connection = self.request.connection
+        assert connection is not None
+        chunk = b"".join(self._write_buffer) if self._write_buffer else b""
+        self._write_buffer = []
+        if not self._headers_written:
+            self._headers_written = True
+            for transform in self._transforms:
+                self._status_code, self._headers, chunk = transform.transform_first_chunk(
+                    self._status_code, self._headers, chunk, include_footers
+                )
+            if self.request.method == "HEAD":
+                # HEAD gets the headers GET would have, Content-Length included, no body.
+                chunk = b""
+            if self._new_cookies:
+                for cookie in self._new_cookies.values():
+                    self._headers.add("Set-Cookie", cookie)
+            start_line = httputil.ResponseStartLine("HTTP/1.1", self._status_code, self._reason)
+            return connection.write_headers(start_line, self._headers, chunk)
+        for transform in self._transforms:
+            chunk = transform.transform_chunk(chunk, include_footers)
+        if self.request.method != "HEAD":
+            return connection.write(chunk)
+        future: asyncio.Future[None] = asyncio.get_event_loop().create_future()
+        future.set_result(None)
+        return future
+
+    def finish(self, chunk: Optional[Union[str, bytes, dict]] = None) -> "asyncio.Future[None]":
+        """Complete the response (optionally writing ``chunk`` first)."""
+        if self._finished:
+            raise RuntimeError("finish() called twice")
+        if chunk is not None:
+            self.write(chunk)
+        if not self._headers_written:
+            status = self._status_code
+            if (
+                status == 200
+                and self.request.method in ("GET", "HEAD")
+                and "Etag" not in self._headers
+            ):
+                self.set_etag_header()
+                if self.check_etag_header():
+                    self._write_buffer = []
+                    self.set_status(304)
+                    status = 304
+            if status in (204, 304) or 100 <= status < 200:
+                if self._write_buffer:
+                    raise RuntimeError("Cannot send body with %s" % status)
+                self._clear_representation_headers()
+            elif "Content-Length" not in self._headers:
+                self._headers["Content-Length"] = str(sum(map(len, self._write_buffer)))
+        future = self.flush(include_footers=True)
+        self.request.connection.finish()  # type: ignore[union-attr]
+        self._log()
+        self._finished = True
+        self.on_finish()
+        self._break_cycles()
+        return future
+
+    def _clear_representation_headers(self) -> None:
+        # A 304 (and 1xx/204) describes no body, so headers about the body go.
+        for name in ("Content-Encoding", "Content-Language", "Content-Type"):
+            self.clear_header(name)
+
+    def detach(self) -> Any:
+        """Take over the connection's stream (for protocols like WebSocket); the handler
+        writes nothing more."""
+        self._finished = True
+        return self.request.connection.detach()  # type: ignore[union-attr]
+
+    def _break_cycles(self) -> None:
+        # UI modules hold the handler; dropping them lets reference counting free both.
+        self._ui_namespace = None
+        self._active_modules = None
+
+    def send_error(self, status_code: int = 500, **kwargs: Any) -> None:
+        """Send an error page via :meth:`write_error`."""
+        if self._headers_written:
+            gen_log.error("Cannot send error response after headers written")
+            if not self._finished:
+                try:
+                    self.finish()
+                except Exception:
+                    gen_log.error("Failed to flush partial response", exc_info=True)
+            return
+        self.clear()
+        reason = kwargs.get("reason")
+        if "exc_info" in kwargs:
+            exception = kwargs["exc_info"][1]
+            if isinstance(exception, HTTPError) and exception.reason:
+                reason = exception.reason
+        self.set_status(status_code, reason=reason)
+        try:
+            self.write_error(status_code, **kwargs)
+        except Exception:
+            app_log.error("Uncaught exception in write_error", exc_info=True)
+        if not self._finished:
+            self.finish()
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """Write the error page; the traceback only with the ``serve_traceback`` setting
+        (on with ``debug``)."""
+        if self.settings.get("serve_traceback") and "exc_info" in kwargs:
+            self.set_header("Content-Type", "text/plain")
+            for line in traceback.format_exception(*kwargs["exc_info"]):
+                self.write(line)
+            self.finish()
+        else:
+            message = escape.xhtml_escape(self._reason)
+            self.finish(
+                "<html><title>%(code)d: %(message)s</title>"
+                "<body>%(code)d: %(message)s</body></html>"
+                % {"code": status_code, "message": message}
+            )
+
+    # Locale, user, XSRF ---------------------------------------------------------------
+
+    @property
+    def locale(self) -> "Locale":
+        """The user's locale: :meth:`get_user_locale`, else the browser's."""
+        current = self.__dict__.get("_locale")
+        if current is None:
+            current = self.get_user_locale()
+            if current is None:
+                current = self.get_browser_locale()
+            self._locale = current
+        return current
+
+    @locale.setter
+    def locale(self, value: "Locale") -> None:
+        self._locale = value
+
+    def get_user_locale(self) -> Optional["Locale"]:
+        """Override to pick a locale from the user (e.g. a profile setting)."""
+        return None
+
+    def get_browser_locale(self, default: str = "en_US") -> "Locale":
+        """The best locale from the ``Accept-Language`` header."""
+        from squall import locale
+
+        header = self.request.headers.get("Accept-Language")
+        if header:
+            weighted = []
+            for position, entry in enumerate(header.split(",")):
+                parts = entry.strip().split(";")
+                score = 1.0
+                if len(parts) > 1 and parts[1].strip().startswith("q="):
+                    try:
+                        score = float(parts[1].strip()[2:])
+                    except ValueError:
+                        score = 0.0
+                    if not 0.0 <= score <= 1.0:
+                        score = 0.0
+                if score > 0 and parts[0]:
+                    weighted.append((-score, position, parts[0]))
+            if weighted:
+                weighted.sort()
+                return locale.get(*[code for _, _, code in weighted])
+        return locale.get(default)
+
+    @property
+    def current_user(self) -> Any:
+        """The logged-in user, from :meth:`get_current_user` (asked once per request)."""
+        user = self.__dict__.get("_current_user", _UNSET)
+        if user is _UNSET:
+            user = self.get_current_user()
+            self._current_user = user
+        return user
+
+    @current_user.setter
+    def current_user(self, value: Any) -> None:
+        self._current_user = value
+
+    def get_current_user(self) -> Any:
+        """Override to find the user (e.g. from a signed cookie)."""
+        return None
+
+    def get_login_url(self) -> str:
+        """Where :func:`authenticated` sends anonymous users (``login_url`` setting)."""
+        self.require_setting("login_url", "@squall.web.authenticated")
+        return self.application.settings["login_url"]
+
+    @property
+    def xsrf_token(self) -> bytes:
+        """This user's XSRF token, masked afresh on every request; sets the XSRF cookie
+        when the browser has none."""
+        token = self._xsrf_token_cache
+        if token is None:
+            version, raw, timestamp = self._get_raw_xsrf_token()
+            settings = self.settings
+            token = encode_xsrf_token(settings.get("xsrf_cookie_version", 2), raw, timestamp)
+            if version is None:
+                cookie_kwargs = dict(settings.get("xsrf_cookie_kwargs", {}))
+                if self.current_user and "expires_days" not in cookie_kwargs:
+                    cookie_kwargs["expires_days"] = 30
+                cookie_name = settings.get("xsrf_cookie_name", "_xsrf")
+                self.set_cookie(cookie_name, token, **cookie_kwargs)
+            self._xsrf_token_cache = token
+        return token
+
+    def _get_raw_xsrf_token(self) -> Tuple[Optional[int], bytes, float]:
+        """(version, raw token, timestamp) from the cookie; a new random token (version
+        None) when the cookie is missing or unreadable."""
+        raw = self._raw_xsrf_token
+        if raw is None:
+            cookie = self.get_cookie(self.settings.get("xsrf_cookie_name", "_xsrf"))
+            version, token, timestamp = (
+                decode_xsrf_token(cookie) if cookie else (None, None, None)
+            )
+            if token is None or timestamp is None:
+                version, token, timestamp = None, new_xsrf_secret(), time.time()
+            raw = (version, token, timestamp)
+            self._raw_xsrf_token = raw
+        return raw
+
+    def _decode_xsrf_token(
+        self, cookie: str
+    ) -> Tuple[Optional[int], Optional[bytes], Optional[float]]:
+        return decode_xsrf_token(cookie)
+
+    def check_xsrf_cookie(self) -> None:
+        """Refuse (403) a request whose ``_xsrf`` argument or ``X-Xsrftoken`` /
+        ``X-Csrftoken`` header does not match the XSRF cookie."""
+        token = (
+            self.get_argument("_xsrf", None)
+            or self.request.headers.get("X-Xsrftoken")
+            or self.request.headers.get("X-Csrftoken")
+        )
+        if not token:
+            raise HTTPError(403, "'_xsrf' argument missing from POST")
+        _, submitted, _ = decode_xsrf_token(token)
+        if not submitted:
+            raise HTTPError(403, "'_xsrf' argument has invalid format")
+        _, expected, _ = self._get_raw_xsrf_token()
+        if not expected or not hmac.compare_digest(submitted, expected):
+            raise HTTPError(403, "XSRF cookie does not match POST argument")
+
+    def xsrf_form_html(self) -> str:
+        """A hidden ``<input>`` carrying the XSRF token, for forms."""
+        return (
+            '<input type="hidden" name="_xsrf" value="'
+            + escape.xhtml_escape(self.xsrf_token)
+            + '"/>'
+        )
+
+    def check_trusted_origin(self, origin: str) -> bool:
+        """Whether a cross-origin unsafe request from ``origin`` is allowed (the
+        ``trusted_origins`` setting, compared exactly)."""
+        return origin in self.settings.get("trusted_origins", ())
+
+    def _origin_matches_host(self, origin: str) -> bool:
+        try:
+            parsed = urllib.parse.urlsplit(origin)
+        except ValueError:
+            return False
+        if not parsed.scheme or not parsed.netloc:
+            return False
+        own = f"{self.request.protocol}://{self.request.host}".lower()
+        return f"{parsed.scheme}://{parsed.netloc}".lower() == own
+
+    def _check_cross_origin(self) -> None:
+        headers = self.request.headers
+        origin = headers.get("Origin")
+        fetch_site = headers.get("Sec-Fetch-Site")
+        if fetch_site is not None:
+            # Browsers that send Sec-Fetch-Site say exactly where the request came from.
+            if fetch_site in ("same-origin", "none"):
+                return
+            if origin is not None and self.check_trusted_origin(origin):
+                return
+            raise HTTPError(
+                403,
+                "Cross-origin request refused: Sec-Fetch-Site %s from origin %r not allowed",
+                fetch_site,
+                origin,
+            )
+        if origin is None:
+            # Not a browser, or a browser old enough to send neither header.
+            return
+        if self._origin_matches_host(origin) or self.check_trusted_origin(origin):
+            return
+        raise HTTPError(403, "Cross-origin request refused: Origin %r not allowed", origin)
+
+    # URLs, etags, misc ----------------------------------------------------------------
+
+    def static_url(self, path: str, include_host: Optional[bool] = None, **kwargs: Any) -> str:
+        """The URL of a static file, with a content hash so it can be cached forever."""
+        self.require_setting("static_path", "static_url")
+        make_url = self.settings.get("static_handler_class", StaticFileHandler).make_static_url
+        if include_host is None:
+            include_host = getattr(self, "include_host", False)
+        base = self.request.protocol + "://" + self.request.host if include_host else ""
+        return base + make_url(self.settings, path, **kwargs)
+
+    def require_setting(self, name: str, feature: str = "this feature") -> None:
+        if not self.application.settings.get(name):
+            raise Exception(
+                f"You must define the '{name}' setting in your application to use {feature}"
+            )
+
+    def reverse_url(self, name: str, *args: Any) -> str:
+        return self.application.reverse_url(name, *args)
+
+    def compute_etag(self) -> Optional[str]:
+        """The ETag for the response (a hash of the body); None for no ETag."""
+        hasher = hashlib.sha1()
+        for part in self._write_buffer:
+            hasher.update(part)
+        return '"%s"' % hasher.hexdigest()
+
+    def set_etag_header(self) -> None:
+        etag = self.compute_etag()
+        if etag is not None:
+            self.set_header("Etag", etag)
+
+    _ETAG_LIST = re.compile(rb'\*|(?:W/)?"[^"]*"')
+
+    def check_etag_header(self) -> bool:
+        """Whether the request's ``If-None-Match`` matches the response's ETag (weakly)."""
+        if_none_match = self.request.headers.get("If-None-Match")
+        if not if_none_match:
+            return False
+        computed = escape.utf8(self._headers.get("Etag", ""))
+        if not computed:
+            return False
+        etags = self._ETAG_LIST.findall(escape.utf8(if_none_match))
+        if not etags:
+            return False
+        if etags[0] == b"*":
+            return True
+
+        def strip_weak(tag: bytes) -> bytes:
+            return tag[2:] if tag.startswith(b"W/") else tag
+
+        computed = strip_weak(computed)
+        return any(strip_weak(tag) == computed for tag in etags)
+
+    def data_received(self, chunk: bytes) -> Optional[Awaitable[None]]:
+        """With :func:`stream_request_body`, called for each chunk of the body."""
+        raise NotImplementedError()
+
+    def log_exception(
+        self,
+        typ: "Optional[Type[BaseException]]",
+        value: Optional[BaseException],
+        tb: Optional[types.TracebackType],
+    ) -> None:
+        """Log an exception from a handler: HTTPErrors as one warning line (without
+        traceback), anything else as an error with traceback."""
+        if isinstance(value, HTTPError):
+            message = value.get_message()
+            if message:
+                gen_log.warning(
+                    "%d %s: %s", value.status_code, self._request_summary(), message
+                )
+        else:
+            app_log.error(
+                "Uncaught exception %s\n%r",
+                self._request_summary(),
+                self.request,
+                exc_info=(typ, value, tb),  # type: ignore[arg-type]
+            )
+
+    def _request_summary(self) -> str:
+        request = self.request
+        return f"{request.method} {request.uri} ({request.remote_ip})"
+
+    def _log(self) -> None:
+        self.application.log_request(self)
+
+    def _ui_module(self, name: str, module: Type["UIModule"]) -> Callable[..., str]:
+        def render(*args: Any, **kwargs: Any) -> str:
+            active = self._active_modules
+            if active is None:
+                active = self._active_modules = {}
+            instance = active.get(name)
+            if instance is None:
+                instance = active[name] = module(self)
+            return instance.render(*args, **kwargs)
+
+        return render
+
+    def _ui_method(self, method: Callable[..., str]) -> Callable[..., str]:
+        return lambda *args, **kwargs: method(self, *args, **kwargs)
+
+    # Running the request --------------------------------------------------------------
+
+    def _execute(
+        self, transforms: List["OutputTransform"], *args: bytes, **kwargs: bytes
+    ) -> Optional["asyncio.Future[None]"]:
+        """Run the request; returns a future when part of it had to wait, else None."""
+        self._transforms = transforms
+        try:
+            method = self.request.method
+            if method not in self.SUPPORTED_METHODS:
+                raise HTTPError(405)
+            if method not in _SAFE_METHODS:
+                if self.application.settings.get("cross_origin_protection"):
+                    self._check_cross_origin()
+            if args:
+                decode = self.decode_argument
+                self.path_args = [None if a is None else decode(a) for a in args]
+            if kwargs:
+                self.path_kwargs = {
+                    k: None if v is None else self.decode_argument(v, name=k)
+                    for k, v in kwargs.items()
+                }
+            if method not in _SAFE_METHODS and self.application.settings.get("xsrf_cookies"):
+                self.check_xsrf_cookie()
+            result = self.prepare()
+            if result is not None:
+                return _spawn(self._execute_rest(result, prepared=False))
+            self._release_prepared()
+            if self._finished:
+                return None
+            if self._stream_request_body:
+                return _spawn(self._execute_rest(None, prepared=True))
+            result = getattr(self, method.lower())(*self.path_args, **self.path_kwargs)  # type: ignore[union-attr]
+            if result is not None:
+                return _spawn(self._execute_rest(result, prepared=True, called=True))
+            if self._auto_finish and not self._finished:
+                self.finish()
+        except Exception as error:
+            self._fail(error)
+        return None
+
+    async def _execute_rest(self, pending: Any, prepared: bool, called: bool = False) -> None:
+        try:
+            if not prepared:
+                await _as_awaitable(pending)
+                pending = None
+                self._release_prepared()
+                if self._finished:
+                    return
+            if not called:
+                if self._stream_request_body:
+                    from squall.iostream import StreamClosedError
+
+                    try:
+                        assert self._body_future is not None
+                        await self._body_future
+                    except StreamClosedError:
+                        return
+                method = self.request.method.lower()  # type: ignore[union-attr]
+                pending = getattr(self, method)(*self.path_args, **self.path_kwargs)
+            if pending is not None:
+                await _as_awaitable(pending)
+                pending = None
+            if self._auto_finish and not self._finished:
+                self.finish()
+        except Exception as error:
+            self._fail(error)
+        except asyncio.CancelledError as error:
+            task = asyncio.current_task()
+            cancelling = getattr(task, "cancelling", None)
+            if cancelling is not None and cancelling():
+                # Our own task was cancelled (server shutdown, a timeout): answer without
+                # logging, then let the cancellation proceed.
+                if not self._finished:
+                    try:
+                        self.send_error(500)
+                    except Exception:
+                        app_log.debug("error response after cancellation failed", exc_info=True)
+                self._release_prepared()
+                raise
+            # Something the handler awaited was cancelled: an ordinary failure.
+            self._fail(error)
+
+    def _fail(self, error: BaseException) -> None:
+        try:
+            self._handle_request_exception(error)
+        except Exception:
+            app_log.error("Exception in exception handler", exc_info=True)
+        self._release_prepared()
+
+    def _release_prepared(self) -> None:
+        prepared = self._prepared_future
+        if prepared is not None and not prepared.done():
+            prepared.set_result(None)
+
+    def _handle_request_exception(self, e: BaseException) -> None:
+        if isinstance(e, Finish):
+            if not self._finished:
+                self.finish(*e.args)
+            return
+        try:
+            self.log_exception(*sys.exc_info())
+        except Exception:
+            # The application's logger must not stop the error response.
+            app_log.error("Error in exception logger", exc_info=True)
+        if self._finished:
+            return
+        if isinstance(e, HTTPError):
+            self.send_error(e.status_code, exc_info=sys.exc_info())
+        else:
+            self.send_error(500, exc_info=sys.exc_info())
+
+
+_background_tasks: set = set()
+
+
+def _spawn(coroutine: Any) -> "asyncio.Future[None]":
+    task = asyncio.ensure_future(coroutine)
+    # The loop only keeps weak references to tasks; hold one until the task is done.
+    _background_tasks.add(task)
+    task.add_done_callback(_background_tasks.discard)
+    return task
+
+
+def _as_awaitable(value: Any) -> Any:
+    if inspect.isawaitable(value):
+        return value
+    from squall import gen
+
+    return gen.convert_yielded(value)
+
+
+def stream_request_body(cls: Type[_RequestHandlerType]) -> Type[_RequestHandlerType]:
+    """Class decorator: the handler's :meth:`~RequestHandler.data_received` gets the body
+    chunk by chunk as it arrives, after ``prepare`` and before the HTTP method."""
+    if not (isinstance(cls, type) and issubclass(cls, RequestHandler)):
+        raise TypeError(f"expected subclass of RequestHandler, got {cls!r}")
+    cls._stream_request_body = True
+    return cls
+
+
+def _has_stream_request_body(cls: Type[RequestHandler]) -> bool:
+    if not (isinstance(cls, type) and issubclass(cls, RequestHandler)):
+        raise TypeError(f"expected subclass of RequestHandler, got {cls!r}")
+    return cls._stream_request_body
+
+
+def removeslash(
+    method: Callable[..., Optional[Awaitable[None]]],
+) -> Callable[..., Optional[Awaitable[None]]]:
+    """Method decorator: redirect ``/path/`` to ``/path`` (GET/HEAD), else 404."""
+
+    @functools.wraps(method)
+    def wrapper(self: RequestHandler, *args: Any, **kwargs: Any) -> Optional[Awaitable[None]]:
+        path = self.request.path
+        if path.endswith("/"):
+            if self.request.method in ("GET", "HEAD"):
+                target = path.rstrip("/")
+                if target:
+                    if _is_protocol_relative(target):
+                        raise HTTPError(403, "cannot redirect path with two initial slashes")
+                    if self.request.query:
+                        target += "?" + self.request.query
+                    self.redirect(target, permanent=True)
+                    return None
+            else:
+                raise HTTPError(404)
+        return method(self, *args, **kwargs)
+
+    return wrapper
+
+
+def addslash(
+    method: Callable[..., Optional[Awaitable[None]]],
+) -> Callable[..., Optional[Awaitable[None]]]:
+    """Method decorator: redirect ``/path`` to ``/path/`` (GET/HEAD), else 404."""
+
+    @functools.wraps(method)
+    def wrapper(self: RequestHandler, *args: Any, **kwargs: Any) -> Optional[Awaitable[None]]:
+        path = self.request.path
+        if not path.endswith("/"):
+            if self.request.method in ("GET", "HEAD"):
+                target = path + "/"
+                if _is_protocol_relative(target):
+                    raise HTTPError(403, "cannot redirect path with two initial slashes")
+                if self.request.query:
+                    target += "?" + self.request.query
+                self.redirect(target, permanent=True)
+                return None
+            raise HTTPError(404)
+        return method(self, *args, **kwargs)
+
+    return wrapper
+
+
+def authenticated(
+    method: Callable[..., Optional[Awaitable[None]]],
+) -> Callable[..., Optional[Awaitable[None]]]:
+    """Method decorator: anonymous users are redirected to the login URL (GET/HEAD) or
+    refused with 403."""
+
+    @functools.wraps(method)
+    def wrapper(self: RequestHandler, *args: Any, **kwargs: Any) -> Optional[Awaitable[None]]:
+        if not self.current_user:
+            if self.request.method in ("GET", "HEAD"):
+                login_url = self.get_login_url()
+                if "?" not in login_url:
+                    if urllib.parse.urlsplit(login_url).scheme:
+                        next_url = self.request.full_url()
+                    else:
+                        next_url = self.request.uri  # type: ignore[assignment]
+                    login_url += "?" + urllib.parse.urlencode(dict(next=next_url))
+                self.redirect(login_url)
+                return None
+            raise HTTPError(403)
+        return method(self, *args, **kwargs)
+
+    return wrapper
+
+
+def is_absolute(path: str) -> bool:
+    """Whether a resource path is already a URL path (not relative to ``static_path``)."""
+    return path.startswith(("/", "http:", "https:"))
+
+
+class _ApplicationRouter(ReversibleRuleRouter):
+    """The application's rule router: handler classes become handler delegates and nested
+    rule lists become routers of their own."""
+
+    def __init__(self, application: "Application", rules: Optional[_RuleList] = None) -> None:
+        self.application = application
+        super().__init__(rules)
+
+    def process_rule(self, rule: Rule) -> Rule:
+        rule = super().process_rule(rule)
+        if isinstance(rule.target, (list, tuple)):
+            rule.target = _ApplicationRouter(self.application, rule.target)
+        return rule
+
+    def get_target_delegate(
+        self, target: Any, request: httputil.HTTPServerRequest, **target_params: Any
+    ) -> Optional[httputil.HTTPMessageDelegate]:
+        if isinstance(target, type) and issubclass(target, RequestHandler):
+            return self.application.get_handler_delegate(request, target, **target_params)
+        return super().get_target_delegate(target, request, **target_params)
+
+
+class Application(ReversibleRouter):
+    """A collection of request handlers forming a web application; an
+    :class:`~squall.httputil.HTTPServerConnectionDelegate` to give to an HTTPServer."""
+
+    def __init__(
+        self,
+        handlers: Optional[_RuleList] = None,
+        default_host: Optional[str] = None,
+        transforms: Optional[List[Type["OutputTransform"]]] = None,
+        **settings: Any,
+    ) -> None:
+        if transforms is None:
+            self.transforms: List[Type[OutputTransform]] = []
+            if settings.get("compress_response") or settings.get("gzip"):
+                self.transforms.append(GZipContentEncoding)
+        else:
+            self.transforms = transforms
+        self.default_host = default_host
+        self.settings = settings
+        self.ui_modules: Dict[str, Type[UIModule]] = {
+            "linkify": _linkify,
+            "xsrf_form_html": _xsrf_form_html,
+            "Template": TemplateModule,
+        }
+        self.ui_methods: Dict[str, Callable[..., str]] = {}
+        self._load_ui_modules(settings.get("ui_modules", {}))
+        self._load_ui_methods(settings.get("ui_methods", {}))
+        if settings.get("static_path"):
+            path = settings["static_path"]
+            handlers = list(handlers or [])
+            static_url_prefix = settings.get("static_url_prefix", "/static/")
+            static_handler_class = settings.get("static_handler_class", StaticFileHandler)
+            static_handler_args = settings.get("static_handler_args", {})
+            static_handler_args["path"] = path
+            for pattern in [re.escape(static_url_prefix) + r"(.*)", r"/(favicon\.ico)", r"/(robots\.txt)"]:
+                handlers.insert(0, (pattern, static_handler_class, static_handler_args))
+        if self.settings.get("debug"):
+            self.settings.setdefault("autoreload", True)
+            self.settings.setdefault("compiled_template_cache", False)
+            self.settings.setdefault("static_hash_cache", False)
+            self.settings.setdefault("serve_traceback", True)
+        self.wildcard_router = _ApplicationRouter(self, handlers)
+        self.default_router = _ApplicationRouter(self, [Rule(AnyMatches(), self.wildcard_router)])
+        if self.settings.get("autoreload"):
+            from squall import autoreload
+
+            autoreload.start()
+
+    def listen(
+        self,
+        port: int,
+        address: Optional[str] = None,
+        *,
+        family: socket.AddressFamily = socket.AF_UNSPEC,
+        backlog: int = 128,
+        flags: Optional[int] = None,
+        reuse_port: bool = False,
+        **kwargs: Any,
+    ) -> "HTTPServer":
+        """Start an HTTPServer for this application on ``port`` and return it."""
+        from squall.httpserver import HTTPServer
+
+        server = HTTPServer(self, **kwargs)
+        server.listen(
+            port, address=address, family=family, backlog=backlog, flags=flags, reuse_port=reuse_port
+        )
+        return server
+
+    def add_handlers(self, host_pattern: str, host_handlers: _RuleList) -> None:
+        """Add handlers for hosts matching ``host_pattern``; host rules are tried in the
+        order added, before the wildcard rules."""
+        host_matcher = HostMatches(host_pattern)
+        rule = Rule(host_matcher, _ApplicationRouter(self, host_handlers))
+        self.default_router.rules.insert(-1, rule)
+        if self.default_host is not None:
+            self.wildcard_router.add_rules(
+                [(DefaultHostMatches(self, host_matcher.host_pattern), host_handlers)]
+            )
+
+    def add_transform(self, transform_class: Type["OutputTransform"]) -> None:
+        self.transforms.append(transform_class)
+
+    def _load_ui_methods(self, methods: Any) -> None:
+        if isinstance(methods, types.ModuleType):
+            self._load_ui_methods({n: getattr(methods, n) for n in dir(methods)})
+        elif isinstance(methods, list):
+            for entry in methods:
+                self._load_ui_methods(entry)
+        else:
+            for name, function in methods.items():
+                if not name.startswith("_") and callable(function) and name[0].lower() == name[0]:
+                    self.ui_methods[name] = function
+
+    def _load_ui_modules(self, modules: Any) -> None:
+        if isinstance(modules, types.ModuleType):
+            self._load_ui_modules({n: getattr(modules, n) for n in dir(modules)})
+        elif isinstance(modules, list):
+            for entry in modules:
+                self._load_ui_modules(entry)
+        else:
+            for name, cls in modules.items():
+                if isinstance(cls, type) and issubclass(cls, UIModule):
+                    self.ui_modules[name] = cls
+
+    def __call__(self, request: httputil.HTTPServerRequest) -> Optional[Awaitable[None]]:
+        """Handle a whole request (the older callback interface of HTTPServer)."""
+        dispatcher = self.find_handler(request)
+        return dispatcher.execute()
+
+    def find_handler(
+        self, request: httputil.HTTPServerRequest, **kwargs: Any
+    ) -> "_HandlerDelegate":
+        route = self.default_router.find_handler(request)
+        if route is not None:
+            return route  # type: ignore[return-value]
+        if self.settings.get("default_handler_class"):
+            return self.get_handler_delegate(
+                request,
+                self.settings["default_handler_class"],
+                self.settings.get("default_handler_args", {}),
+            )
+        return self.get_handler_delegate(request, ErrorHandler, {"status_code": 404})
+
+    def get_handler_delegate(
+        self,
+        request: httputil.HTTPServerRequest,
+        target_class: Type[RequestHandler],
+        target_kwargs: Optional[Dict[str, Any]] = None,
+        path_args: Optional[List[bytes]] = None,
+        path_kwargs: Optional[Dict[str, bytes]] = None,
+    ) -> "_HandlerDelegate":
+        """The message delegate that runs ``target_class`` for ``request``."""
+        return _HandlerDelegate(
+            self, request, target_class, target_kwargs, path_args, path_kwargs
+        )
+
+    def reverse_url(self, name: str, *args: Any) -> str:
+        """The URL path of the handler named ``name``; KeyError if there is none."""
+        reversed_url = self.default_router.reverse_url(name, *args)
+        if reversed_url is not None:
+            return reversed_url
+        raise KeyError("%s not found in named urls" % name)
+
+    def log_request(self, handler: RequestHandler) -> None:
+        """Log a finished request (the ``log_function`` setting replaces this)."""
+        log_function = self.settings.get("log_function")
+        if log_function is not None:
+            log_function(handler)
+            return
+        status = handler.get_status()
+        if status < 400:
+            level = logging.INFO
+        elif status < 500:
+            level = logging.WARNING
+        else:
+            level = logging.ERROR
+        if not access_log.isEnabledFor(level):
+            return
+        request_time = 1000.0 * handler.request.request_time()
+        access_log.log(
+            level, "%d %s %.2fms", status, handler._request_summary(), request_time
+        )
+
+
+class _HandlerDelegate(httputil.HTTPMessageDelegate):
+    """Receives one request for a handler class and runs the handler."""
+
+    __slots__ = (
+        "application",
+        "connection",
+        "request",
+        "handler_class",
+        "handler_kwargs",
+        "path_args",
+        "path_kwargs",
+        "chunks",
+        "stream_request_body",
+        "handler",
+    )
+
+    def __init__(
+        self,
+        application: Application,
+        request: httputil.HTTPServerRequest,
+        handler_class: Type[RequestHandler],
+        handler_kwargs: Optional[Dict[str, Any]],
+        path_args: Optional[List[bytes]],
+        path_kwargs: Optional[Dict[str, bytes]],
+    ) -> None:
+        self.application = application
+        self.connection = request.connection
+        self.request = request
+        self.handler_class = handler_class
+        self.handler_kwargs = handler_kwargs or {}
+        self.path_args = path_args or []
+        self.path_kwargs = path_kwargs or {}
+        self.chunks: Optional[List[bytes]] = []
+        self.stream_request_body = _has_stream_request_body(handler_class)
+        self.handler: Optional[RequestHandler] = None
+
+    def headers_received(
+        self,
+        start_line: Union[httputil.RequestStartLine, httputil.ResponseStartLine],
+        headers: httputil.HTTPHeaders,
+    ) -> Optional[Awaitable[None]]:
+        if self.stream_request_body:
+            # Reading the body waits until prepare() is done.
+            return self.execute()
+        return None
+
+    def data_received(self, data: bytes) -> Optional[Awaitable[None]]:
+        if self.stream_request_body:
+            assert self.handler is not None
+            if self.handler._finished:
+                return None
+            return self.handler.data_received(data)
+        if self.chunks is not None:
+            self.chunks.append(data)
+        return None
+
+    def finish(self) -> None:
+        if self.stream_request_body:
+            assert self.handler is not None
+            body_future = self.handler._body_future
+            if body_future is not None and not body_future.done():
+                body_future.set_result(None)
+        else:
+            chunks = self.chunks
+            if chunks:
+                self.request.body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                _parse_request_body(self.request)
+            self.chunks = None
+            self.execute()
+
+    def on_connection_close(self) -> None:
+        if self.stream_request_body:
+            if self.handler is not None:
+                self.handler._notify_connection_close()
+        else:
+            self.chunks = None
+
+    def execute(self) -> Optional[Awaitable[None]]:
+        settings = self.application.settings
+        if not settings.get("compiled_template_cache", True):
+            with RequestHandler._template_loader_lock:
+                for loader in RequestHandler._template_loaders.values():
+                    loader.reset()
+        if not settings.get("static_hash_cache", True):
+            static_handler_class = settings.get("static_handler_class", StaticFileHandler)
+            static_handler_class.reset()
+        handler = self.handler_class(self.application, self.request, **self.handler_kwargs)
+        self.handler = handler
+        transform_classes = self.application.transforms
+        transforms = [t(self.request) for t in transform_classes] if transform_classes else []
+        if self.stream_request_body:
+            loop = asyncio.get_event_loop()
+            handler._prepared_future = loop.create_future()
+            handler._body_future = loop.create_future()
+            running = handler._execute(transforms, *self.path_args, **self.path_kwargs)
+            prepared = handler._prepared_future
+            if running is None:
+                handler._release_prepared()
+            return prepared
+        handler._execute(transforms, *self.path_args, **self.path_kwargs)
+        # The request has been handed over; keep no reference to it.
+        return None
+
+
+class ErrorHandler(RequestHandler):
+    """Answers every request with ``status_code`` (also the default 404 handler)."""
+
+    def initialize(self, status_code: int) -> None:  # type: ignore[override]
+        self.set_status(status_code)
+
+    def prepare(self) -> None:
+        raise HTTPError(self._status_code)
+
+    def check_xsrf_cookie(self) -> None:
+        # An error page changes nothing, so it needs no XSRF token; without this a POST
+        # to a missing page would get 403 instead of 404.
+        pass
+
+    def check_trusted_origin(self, origin: str) -> bool:
+        # Likewise for cross-origin protection.
+        return True
+
+
+# Characters refused in a redirect target (tab is dropped by browsers, so it is allowed
+# here and removed before the target's host is checked).
+_INVALID_REDIRECT_CHARS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_SPECIAL_SCHEMES = frozenset(("http", "https", "ws", "wss", "ftp", "file"))
+_SCHEME_PREFIX = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*):")
+
+
+def _normalize_url_like_browser(url: str) -> str:
+    """Rewrite ``url`` the way a browser reads it, so its host can be compared: tabs and
+    newlines vanish, backslashes are slashes, any run of slashes that starts an authority
+    is two slashes, and ``https:host`` means ``https://host``."""
+    url = url.replace("\t", "").replace("\r", "").replace("\n", "").replace("\\", "/")
+    url = url.lstrip("\x00\x01\x02\x03\x04\x05\x06\x07\x08\x0b\x0c\x0e\x0f\x10\x11\x12\x13"
+                     "\x14\x15\x16\x17\x18\x19\x1a\x1b\x1c\x1d\x1e\x1f ")
+    scheme_match = _SCHEME_PREFIX.match(url)
+    if scheme_match is not None:
+        scheme = scheme_match.group(1)
+        rest = url[scheme_match.end() :]
+        if scheme.lower() in _SPECIAL_SCHEMES:
+            return scheme + "://" + rest.lstrip("/")
+        return url
+    if url.startswith("//"):
+        return "//" + url.lstrip("/")
+    return url
+
+
+def _scheme_and_netloc(url: str) -> Tuple[str, str]:
+    parsed = urllib.parse.urlsplit(_normalize_url_like_browser(url))
+    return parsed.scheme.lower(), parsed.netloc.lower()
+
+
+class RedirectHandler(RequestHandler):
+    """Redirects every GET to ``url``, which may use ``{0}``/``{name}`` placeholders for
+    the pattern's groups; the query string is carried over."""
+
+    def initialize(self, url: str, permanent: bool = True) -> None:  # type: ignore[override]
+        self._url = url
+        self._permanent = permanent
+
+    def get(self, *args: Any, **kwargs: Any) -> None:
+        to_url = self._url.format(*args, **kwargs)
+        if self.request.query_arguments:
+            to_url = httputil.url_concat(
+                to_url,
+                [
+                    (name, value)
+                    for name, values in self.request.query_arguments.items()
+                    for value in values
+                ],
+            )
+        if args or kwargs:
+            self._check_redirect_target(to_url)
+        self.redirect(to_url, permanent=self._permanent)
+
+    def _check_redirect_target(self, to_url: str) -> None:
+        # Path groups come from the client: they may not move the redirect to another
+        # host or scheme (an open redirect), nor break the Location header.
+        if _INVALID_REDIRECT_CHARS.search(to_url):
+            raise HTTPError(400, "Redirect URL contains invalid characters: %r", to_url)
+        fixed_prefix = self._url.split("{", 1)[0]
+        try:
+            expected = _scheme_and_netloc(fixed_prefix)
+            actual = _scheme_and_netloc(to_url)
+        except ValueError:
+            raise HTTPError(400, "Redirect URL cannot be parsed: %r", to_url)
+        if actual != expected:
+            raise HTTPError(400, "Redirect URL cannot change the scheme or netloc: %r", to_url)
+
+
+class FallbackHandler(RequestHandler):
+    """Passes requests to another server callable (e.g. a WSGIContainer)."""
+
+    def initialize(  # type: ignore[override]
+        self, fallback: Callable[[httputil.HTTPServerRequest], None]
+    ) -> None:
+        self.fallback = fallback
+
+    def prepare(self) -> None:
+        self.fallback(self.request)
+        self._finished = True
+        self.on_finish()
+
+
+# Kept in private modules so this one stays readable; importable from here as before.
+from squall._web_static import StaticFileHandler  # noqa: E402
+from squall._web_transforms import GZipContentEncoding, OutputTransform  # noqa: E402
+from squall._web_ui import (  # noqa: E402
+    TemplateModule,
+    UIModule,
+    _linkify,
+    _UIModuleNamespace,
+    _xsrf_form_html,
+)
+
+_EXPORTED_FOR_COMPATIBILITY = (_CookieSecretTypes, _linkify, _xsrf_form_html, _UIModuleNamespace)

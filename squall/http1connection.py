@@ -147,6 +147,17 @@ def _done_future() -> Future[None]:
     return future
 
 
+def _guarded_run(connection: HTTP1Connection) -> None:
+    # Runs inside the transport's data_received: an exception escaping here would reach
+    # the event loop, so a bug becomes a logged error and a closed connection instead.
+    try:
+        connection._run()
+    except Exception:
+        app_log.error("Uncaught exception in HTTP connection", exc_info=True)
+        connection.close()
+        connection._abort()
+
+
 class _GzipMessageDelegate(httputil.HTTPMessageDelegate):
     """Decompresses a gzip-encoded body on its way to the real delegate."""
 
@@ -544,7 +555,7 @@ class HTTP1Connection(httputil.HTTPConnection):
     def _on_client_data(self, data: bytes) -> None:
         self._parser.feed(data)
         if not self._scheduled and self._waiting is None and not self._stopped:
-            self._run()
+            _guarded_run(self)
 
     def _run(self) -> None:
         """Turns parser events into delegate calls until input runs out or a wait starts."""
@@ -980,7 +991,7 @@ class HTTP1ServerConnection:
                 self.stream._pause_reading()
             return
         if not current._scheduled and current._waiting is None:
-            current._run()
+            _guarded_run(current)
 
     def _start_header_timer(self) -> None:
         timeout = self.params.header_timeout

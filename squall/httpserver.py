@@ -1,0 +1,311 @@
+"""A non-blocking, single-threaded HTTP server.
+
+``HTTPServer`` accepts connections (it is a ``TCPServer``), serves HTTP/1.x on each with
+``HTTP1ServerConnection`` and hands every request to its ``request_callback``: usually a
+``squall.web.Application``, or any ``HTTPServerConnectionDelegate``, or (the old
+interface) a plain function taking an ``HTTPServerRequest``.
+
+Typical use::
+
+    server = HTTPServer(app)
+    server.listen(8888)
+    await asyncio.Event().wait()
+
+``bind``/``start(num_processes)`` and ``add_sockets`` (with ``netutil.bind_sockets`` and
+``process.fork_processes``) give the multi-process setups of ``TCPServer``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import ssl
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, Optional, Union
+
+from squall import httputil
+from squall.http1connection import HTTP1ConnectionParameters, HTTP1ServerConnection
+from squall.tcpserver import TCPServer
+from squall.util import Configurable
+
+__all__ = ["HTTPServer", "HTTPRequest"]
+
+
+class HTTPServer(TCPServer, Configurable, httputil.HTTPServerConnectionDelegate):
+    """An HTTP/1.1 server (see the module docstring).
+
+    Options (keyword arguments of the constructor): ``no_keep_alive``; ``xheaders``
+    (trust ``X-Real-Ip``/``X-Forwarded-For`` and ``X-Scheme``/``X-Forwarded-Proto``
+    from a proxy; addresses in ``trusted_downstream`` are skipped in
+    ``X-Forwarded-For``); ``ssl_options`` (an ``ssl.SSLContext`` or a dict of
+    ``ssl.wrap_socket``-style arguments); ``protocol`` (forces ``request.protocol``);
+    ``decompress_request`` (gunzip request bodies); ``chunk_size``;
+    ``max_header_size``; ``idle_connection_timeout`` (seconds a connection may wait
+    for a request head, default 3600); ``body_timeout``; ``max_body_size``;
+    ``max_buffer_size``.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # Configurable.__new__ has already called initialize() with these arguments.
+        pass
+
+    def initialize(
+        self,
+        request_callback: Union[
+            httputil.HTTPServerConnectionDelegate,
+            Callable[[httputil.HTTPServerRequest], None],
+        ],
+        no_keep_alive: bool = False,
+        xheaders: bool = False,
+        ssl_options: Union[dict[str, Any], ssl.SSLContext, None] = None,
+        protocol: Optional[str] = None,
+        decompress_request: bool = False,
+        chunk_size: Optional[int] = None,
+        max_header_size: Optional[int] = None,
+        idle_connection_timeout: Optional[float] = None,
+        body_timeout: Optional[float] = None,
+        max_body_size: Optional[int] = None,
+        max_buffer_size: Optional[int] = None,
+        trusted_downstream: Optional[list[str]] = None,
+    ) -> None:
+        self.request_callback = request_callback
+        self.xheaders = xheaders
+        self.protocol = protocol
+        self.conn_params = HTTP1ConnectionParameters(
+            decompress=decompress_request,
+            chunk_size=chunk_size,
+            max_header_size=max_header_size,
+            header_timeout=idle_connection_timeout or 3600,
+            max_body_size=max_body_size,
+            body_timeout=body_timeout,
+            no_keep_alive=no_keep_alive,
+        )
+        TCPServer.__init__(
+            self,
+            ssl_options=ssl_options,
+            max_buffer_size=max_buffer_size,
+            read_chunk_size=chunk_size,
+        )
+        self._connections: set[HTTP1ServerConnection] = set()
+        self.trusted_downstream = trusted_downstream
+
+    @classmethod
+    def configurable_base(cls) -> type[Configurable]:
+        return HTTPServer
+
+    @classmethod
+    def configurable_default(cls) -> type[Configurable]:
+        return HTTPServer
+
+    async def close_all_connections(self) -> None:
+        """Closes every open connection and waits until they are all shut down.
+
+        Call ``stop()`` first so no new connections arrive meanwhile.
+        """
+        while self._connections:
+            connection = next(iter(self._connections))
+            await connection.close()
+            # A connection normally leaves the set through on_close; make sure.
+            self._connections.discard(connection)
+
+    def handle_stream(self, stream: Any, address: Any) -> None:
+        context = _HTTPRequestContext(stream, address, self.protocol, self.trusted_downstream)
+        connection = HTTP1ServerConnection(stream, self.conn_params, context)
+        self._connections.add(connection)
+        connection.start_serving(self)
+
+    def start_request(
+        self, server_conn: object, request_conn: httputil.HTTPConnection
+    ) -> httputil.HTTPMessageDelegate:
+        callback = self.request_callback
+        delegate: httputil.HTTPMessageDelegate
+        if isinstance(callback, httputil.HTTPServerConnectionDelegate):
+            delegate = callback.start_request(server_conn, request_conn)
+        else:
+            delegate = _CallableAdapter(callback, request_conn)
+        if self.xheaders:
+            delegate = _ProxyAdapter(delegate, request_conn)
+        return delegate
+
+    def on_close(self, server_conn: object) -> None:
+        self._connections.discard(server_conn)  # type: ignore[arg-type]
+
+
+class _CallableAdapter(httputil.HTTPMessageDelegate):
+    """Collects a whole request and passes it to a plain ``callback(request)``."""
+
+    __slots__ = ("_callback", "_connection", "_start_line", "_headers", "_chunks")
+
+    def __init__(
+        self,
+        request_callback: Callable[[httputil.HTTPServerRequest], None],
+        request_conn: httputil.HTTPConnection,
+    ) -> None:
+        self._callback = request_callback
+        self._connection = request_conn
+        self._start_line: Optional[httputil.RequestStartLine] = None
+        self._headers: Optional[httputil.HTTPHeaders] = None
+        self._chunks: list[bytes] = []
+
+    def headers_received(
+        self,
+        start_line: Union[httputil.RequestStartLine, httputil.ResponseStartLine],
+        headers: httputil.HTTPHeaders,
+    ) -> Optional[Awaitable[None]]:
+        assert isinstance(start_line, httputil.RequestStartLine)
+        self._start_line = start_line
+        self._headers = headers
+        return None
+
+    def data_received(self, chunk: bytes) -> Optional[Awaitable[None]]:
+        self._chunks.append(chunk)
+        return None
+
+    def finish(self) -> None:
+        assert self._start_line is not None
+        request = httputil.HTTPServerRequest(
+            connection=self._connection,
+            start_line=self._start_line,
+            headers=self._headers,
+            body=b"".join(self._chunks),
+        )
+        self._chunks = []
+        request._parse_body()
+        self._callback(request)
+
+    def on_connection_close(self) -> None:
+        self._chunks = []
+
+
+class _ProxyAdapter(httputil.HTTPMessageDelegate):
+    """Applies the X-headers of a trusted proxy to the connection's context."""
+
+    __slots__ = ("_delegate", "_connection")
+
+    def __init__(
+        self, delegate: httputil.HTTPMessageDelegate, request_conn: httputil.HTTPConnection
+    ) -> None:
+        self._delegate = delegate
+        self._connection = request_conn
+
+    def headers_received(
+        self,
+        start_line: Union[httputil.RequestStartLine, httputil.ResponseStartLine],
+        headers: httputil.HTTPHeaders,
+    ) -> Optional[Awaitable[None]]:
+        context = getattr(self._connection, "context", None)
+        if isinstance(context, _HTTPRequestContext):
+            context._apply_xheaders(headers)
+        return self._delegate.headers_received(start_line, headers)
+
+    def data_received(self, chunk: bytes) -> Optional[Awaitable[None]]:
+        return self._delegate.data_received(chunk)
+
+    def finish(self) -> None:
+        try:
+            self._delegate.finish()
+        finally:
+            self._cleanup()
+
+    def on_connection_close(self) -> None:
+        try:
+            self._delegate.on_connection_close()
+        finally:
+            self._cleanup()
+
+    def _cleanup(self) -> None:
+        context = getattr(self._connection, "context", None)
+        if isinstance(context, _HTTPRequestContext):
+            context._unapply_xheaders()
+
+
+def _is_valid_ip(ip: str) -> bool:
+    if not ip or "\x00" in ip:
+        return False
+    try:
+        ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    return True
+
+
+class _HTTPRequestContext:
+    """Per-connection facts a request needs: peer address, protocol, trusted proxies."""
+
+    __slots__ = (
+        "address",
+        "address_family",
+        "remote_ip",
+        "protocol",
+        "trusted_downstream",
+        "_orig_remote_ip",
+        "_orig_protocol",
+    )
+
+    def __init__(
+        self,
+        stream: Any,
+        address: Any,
+        protocol: Optional[str],
+        trusted_downstream: Optional[Iterable[str]] = None,
+    ) -> None:
+        self.address = address
+        sock = getattr(stream, "socket", None)
+        family = getattr(sock, "family", None)
+        if family is None and isinstance(address, tuple) and len(address) >= 2:
+            family = socket.AF_INET6 if ":" in str(address[0]) else socket.AF_INET
+        self.address_family = family
+        if family in (socket.AF_INET, socket.AF_INET6) and address is not None:
+            self.remote_ip = address[0]
+        else:
+            # Unix sockets have no peer address.
+            self.remote_ip = "0.0.0.0"
+        if protocol:
+            self.protocol = protocol
+        elif _is_tls_stream(stream):
+            self.protocol = "https"
+        else:
+            self.protocol = "http"
+        self._orig_remote_ip = self.remote_ip
+        self._orig_protocol = self.protocol
+        self.trusted_downstream = set(trusted_downstream or [])
+
+    def __str__(self) -> str:
+        if self.address_family in (socket.AF_INET, socket.AF_INET6):
+            return self.remote_ip
+        if isinstance(self.address, bytes):
+            return self.address.decode("latin1")
+        return str(self.address)
+
+    def _apply_xheaders(self, headers: httputil.HTTPHeaders) -> None:
+        """Takes the client address and scheme from a proxy's headers."""
+        ip = headers.get("X-Forwarded-For", self.remote_ip)
+        # The right-most address not added by one of our own proxies is the client.
+        for candidate in reversed(ip.split(",")):
+            ip = candidate.strip()
+            if ip not in self.trusted_downstream:
+                break
+        ip = headers.get("X-Real-Ip", ip)
+        if _is_valid_ip(ip):
+            self.remote_ip = ip
+        scheme = headers.get("X-Scheme", headers.get("X-Forwarded-Proto", self.protocol))
+        if scheme:
+            scheme = scheme.split(",")[-1].strip()
+        if scheme in ("http", "https"):
+            self.protocol = scheme
+
+    def _unapply_xheaders(self) -> None:
+        """Back to the real peer, for the next request on this connection."""
+        self.remote_ip = self._orig_remote_ip
+        self.protocol = self._orig_protocol
+
+
+def _is_tls_stream(stream: Any) -> bool:
+    try:
+        from squall.iostream import SSLIOStream
+    except ImportError:
+        return False
+    return isinstance(stream, SSLIOStream)
+
+
+HTTPRequest = httputil.HTTPServerRequest

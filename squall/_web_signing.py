@@ -165,7 +165,6 @@ def _decode_signed_value_v1(
         return None
     timestamp = _parse_timestamp(raw_timestamp)
     if timestamp is None:
-        gen_log.warning("Malformed cookie timestamp %r", value[:64])
         return None
     now = clock()
     if timestamp < now - max_age_days * 86400:

@@ -427,10 +427,13 @@ class RequestHandler:
         """Set the response status; a reason with control characters or markup is
         replaced with "Unknown"."""
         self._status_code = status_code
-        if reason is not None and _UNSAFE_REASON_CHARS.search(reason) is None:
+        if reason is None:
+            self._reason = _RESPONSES.get(status_code, "Unknown")
+        elif _UNSAFE_REASON_CHARS.search(reason) is None:
             self._reason = escape.native_str(reason)
         else:
-            self._reason = _RESPONSES.get(status_code, "Unknown")
+            # A reason that could split the status line or inject markup is dropped.
+            self._reason = "Unknown"
 
     def get_status(self) -> int:
         return self._status_code
@@ -953,7 +956,10 @@ class RequestHandler:
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """Write the error page; the traceback only with the ``serve_traceback`` setting
         (on with ``debug``)."""
-        if self.settings.get("serve_traceback") and "exc_info" in kwargs:
+        if status_code in (204, 304) or 100 <= status_code < 200:
+            # These statuses carry no body, so there is no page to show.
+            self.finish()
+        elif self.settings.get("serve_traceback") and "exc_info" in kwargs:
             self.set_header("Content-Type", "text/plain")
             for line in traceback.format_exception(*kwargs["exc_info"]):
                 self.write(line)
@@ -1812,14 +1818,17 @@ class RedirectHandler(RequestHandler):
     def get(self, *args: Any, **kwargs: Any) -> None:
         to_url = self._url.format(*args, **kwargs)
         if self.request.query_arguments:
-            to_url = httputil.url_concat(
-                to_url,
-                [
-                    (name, value)
-                    for name, values in self.request.query_arguments.items()
-                    for value in values
-                ],
-            )
+            try:
+                to_url = httputil.url_concat(
+                    to_url,
+                    [
+                        (name, value)
+                        for name, values in self.request.query_arguments.items()
+                        for value in values
+                    ],
+                )
+            except ValueError:
+                raise HTTPError(400, "Redirect URL cannot be parsed: %r", to_url)
         if args or kwargs:
             self._check_redirect_target(to_url)
         self.redirect(to_url, permanent=self._permanent)

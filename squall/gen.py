@@ -128,11 +128,11 @@ def _value_from_stopiteration(error: BaseException) -> Any:
 
 def _create_future() -> Future[Any]:
     future: Future[Any] = Future()
-    # asyncio records where each future was created when in debug mode; the coroutine
-    # machinery's own frames are noise there.
+    # In debug mode asyncio records where each future was created; point at the caller of
+    # the coroutine rather than at this module.
     traceback = getattr(future, "_source_traceback", None)
-    if traceback:
-        del traceback[-1:]
+    while traceback and traceback[-1].filename == __file__:
+        del traceback[-1]
     return future
 
 
@@ -179,7 +179,13 @@ def coroutine(func: Callable[..., Any]) -> Callable[..., Future[Any]]:
                     # The future keeps the runner alive (nothing else references it while
                     # it waits); the callback is dropped once the future finishes.
                     future.add_done_callback(lambda _: runner)
-                return future
+                # This frame may end up in the traceback of an exception the future holds:
+                # dropping the locals avoids a future <-> frame cycle that only gc could undo.
+                result = yielded = None
+                try:
+                    return future
+                finally:
+                    future = None  # type: ignore[assignment]
         future_set_result_unless_cancelled(future, result)
         return future
 
@@ -210,7 +216,11 @@ class Runner:
         self.running = False
         self.finished = False
         self.io_loop = IOLoop.current()
-        if self.handle_yield(first_yielded):
+        # Converting the yielded value may create a task, which must inherit the context
+        # the generator runs in.
+        if self.ctx_run(self.handle_yield, first_yielded):
+            # As in coroutine(): keep this frame free of references to what run() produces.
+            gen = result_future = first_yielded = None  # type: ignore[assignment]
             self.ctx_run(self.run)
 
     def run(self) -> None:
@@ -357,12 +367,14 @@ def multi_future(
                         _app_log.error("Multiple exceptions in yield list", exc_info=True)
                 else:
                     future_set_exc_info(result, sys.exc_info())
-            except asyncio.CancelledError:
+            except asyncio.CancelledError as cancelled:
+                # Like asyncio.gather: report the cancellation without cancelling the
+                # combined future itself.
                 if not result.done():
-                    result.cancel()
+                    result.set_exception(cancelled)
         if not result.done():
             if keys is not None:
-                future_set_result_unless_cancelled(result, dict(zip(keys, values)))
+                future_set_result_unless_cancelled(result, dict(zip(keys, values, strict=True)))
             else:
                 future_set_result_unless_cancelled(result, values)
 
@@ -440,12 +452,13 @@ class WaitIterator:
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         if args and kwargs:
             raise ValueError("You must provide args or kwargs, not both")
-        if kwargs:
-            self._unfinished: dict[Any, Any] = {f: k for k, f in kwargs.items()}
-            awaited: Sequence[Any] = list(kwargs.values())
-        else:
-            self._unfinished = {f: i for i, f in enumerate(args)}
-            awaited = args
+        # future -> its keys (positions or names) not yet returned; a future passed more
+        # than once is returned once per occurrence.
+        self._unfinished: dict[Any, deque[Any]] = {}
+        pairs = kwargs.items() if kwargs else enumerate(args)
+        for key, each in pairs:
+            self._unfinished.setdefault(each, deque()).append(key)
+        awaited: Sequence[Any] = list(kwargs.values()) if kwargs else args
         self._finished: deque[Any] = deque()
         self.current_index: Any = None
         self.current_future: Any = None
@@ -480,7 +493,10 @@ class WaitIterator:
         chain_future(done, running)
         self._running_future = None
         self.current_future = done
-        self.current_index = self._unfinished.pop(done)
+        keys = self._unfinished[done]
+        self.current_index = keys.popleft()
+        if not keys:
+            del self._unfinished[done]
         return running
 
     def __aiter__(self) -> WaitIterator:

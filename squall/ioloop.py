@@ -18,7 +18,7 @@ import warnings
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from inspect import isawaitable
-from typing import Any, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar, overload
 
 from squall.concurrent import (
     Future,
@@ -106,8 +106,20 @@ class IOLoop(Configurable):
         """Old name for ``clear_current()``."""
         IOLoop.clear_current()
 
+    @overload
     @staticmethod
-    def current(instance: bool = True) -> IOLoop | None:  # type: ignore[return]
+    def current() -> IOLoop: ...
+
+    @overload
+    @staticmethod
+    def current(instance: Literal[True] = True) -> IOLoop: ...
+
+    @overload
+    @staticmethod
+    def current(instance: bool = True) -> IOLoop | None: ...
+
+    @staticmethod
+    def current(instance: bool = True) -> IOLoop | None:
         """The ``IOLoop`` of the running asyncio loop (or of this thread's current one).
 
         With ``instance`` false, return None instead of creating a loop or a wrapper.
@@ -204,6 +216,7 @@ class IOLoop(Configurable):
         """
         outcome: list[Any] = [None]
         timed_out = [False]
+        running = [True]
 
         def begin() -> None:
             try:
@@ -222,13 +235,21 @@ class IOLoop(Configurable):
                     outcome[0] = finished
                     finished.set_result(result)
             assert outcome[0] is not None
-            self.add_future(outcome[0], lambda _: self.stop())
+            self.add_future(outcome[0], stop_if_still_running)
+
+        def stop_if_still_running(_: Any) -> None:
+            # An operation abandoned by an earlier run_sync (timeout) may finish during a
+            # later run of the loop; it must not stop that one.
+            if running[0]:
+                self.stop()
 
         self.add_callback(begin)
         timeout_handle = None
         if timeout is not None:
 
             def on_timeout() -> None:
+                if not running[0]:
+                    return
                 timed_out[0] = True
                 pending = outcome[0]
                 if pending is not None and not pending.done():
@@ -236,14 +257,23 @@ class IOLoop(Configurable):
                 self.stop()
 
             timeout_handle = self.add_timeout(self.time() + timeout, on_timeout)
-        self.start()
+        try:
+            self.start()
+        finally:
+            running[0] = False
         if timeout_handle is not None:
             self.remove_timeout(timeout_handle)
         result_future = outcome[0]
-        if result_future is None or not result_future.done():
-            raise RuntimeError("Event loop stopped before Future completed.")
-        if timed_out[0] and result_future.cancelled():
+        unfinished = result_future is None or not result_future.done()
+        if unfinished and isinstance(result_future, asyncio.Task):
+            # The caller learns of the abandoned operation from the exception below;
+            # asyncio need not report the task again when it is collected.
+            result_future.cancel()
+            result_future._log_destroy_pending = False  # type: ignore[attr-defined]
+        if timed_out[0] and (unfinished or result_future.cancelled()):
             raise TimeoutError(f"Operation timed out after {timeout} seconds")
+        if unfinished:
+            raise RuntimeError("Event loop stopped before Future completed.")
         return result_future.result()
 
     def time(self) -> float:
@@ -318,7 +348,7 @@ class IOLoop(Configurable):
         return result
 
     def _default_executor(self) -> Executor:
-        executor = getattr(self, "_executor", None)
+        executor: Executor | None = getattr(self, "_executor", None)
         if executor is None:
             from concurrent.futures import ThreadPoolExecutor
 

@@ -252,10 +252,16 @@ def gen_test(func: Callable[..., Any] | None = None, timeout: float | None = Non
                 # Raise the timeout inside the test itself, so its traceback points at the
                 # line that was waiting rather than at the loop's internals.
                 suspended = self._test_generator
-                if suspended is not None and not getattr(suspended, "cr_running", False) and not getattr(
-                    suspended, "gi_running", False
-                ):
-                    suspended.throw(error)
+                if suspended is None or not _is_suspended(suspended):
+                    raise
+                if inspect.iscoroutine(suspended):
+                    # A task still owns the coroutine, so it cannot be resumed from here;
+                    # name the line it was waiting at instead.
+                    frame = suspended.cr_frame
+                    assert frame is not None
+                    where = f"{frame.f_code.co_filename}:{frame.f_lineno}"
+                    raise TimeoutError(f"{error} (the test was waiting at {where})") from None
+                suspended.throw(error)
                 raise
             finally:
                 self._test_generator = None
@@ -265,6 +271,12 @@ def gen_test(func: Callable[..., Any] | None = None, timeout: float | None = Non
     if func is not None:
         return decorate(func)
     return decorate
+
+
+def _is_suspended(runnable: Generator[Any, Any, Any] | Coroutine[Any, Any, Any]) -> bool:
+    if inspect.iscoroutine(runnable):
+        return inspect.getcoroutinestate(runnable) == inspect.CORO_SUSPENDED
+    return inspect.getgeneratorstate(runnable) == inspect.GEN_SUSPENDED  # type: ignore[arg-type]
 
 
 # Tell nose-style collectors this is not a test.

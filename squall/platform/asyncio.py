@@ -237,9 +237,8 @@ class AsyncIOMainLoop(BaseAsyncIOLoop):
         if loop is None:
             loop = _event_loop_set_for_thread()
         if loop is None:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeprecationWarning)
-                loop = asyncio.get_event_loop_policy().get_event_loop()
+            loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)
         super().initialize(loop, **kwargs)
 
     def _make_current(self) -> None:
@@ -545,14 +544,18 @@ class AddThreadSelectorEventLoop(asyncio.AbstractEventLoop):
         self._selector.close()
         self._real_loop.close()
 
-    def add_reader(self, fd: Any, callback: Callable[..., None], *args: Any) -> None:
+    def add_reader(  # type: ignore[override]
+        self, fd: Any, callback: Callable[..., None], *args: Any
+    ) -> None:
         return self._selector.add_reader(fd, callback, *args)
 
-    def add_writer(self, fd: Any, callback: Callable[..., None], *args: Any) -> None:
+    def add_writer(  # type: ignore[override]
+        self, fd: Any, callback: Callable[..., None], *args: Any
+    ) -> None:
         return self._selector.add_writer(fd, callback, *args)
 
-    def remove_reader(self, fd: Any) -> bool:
+    def remove_reader(self, fd: Any) -> bool:  # type: ignore[override]
         return self._selector.remove_reader(fd)
 
-    def remove_writer(self, fd: Any) -> bool:
+    def remove_writer(self, fd: Any) -> bool:  # type: ignore[override]
         return self._selector.remove_writer(fd)

@@ -207,6 +207,11 @@ class HTTP1Parser:
     # State
 
     @property
+    def eof(self) -> bool:
+        """True once ``feed_eof`` was called."""
+        return self._eof
+
+    @property
     def buffered(self) -> int:
         """Bytes received and not yet parsed."""
         return len(self._buffer) - self._pos

@@ -154,8 +154,8 @@ def _guarded_run(connection: HTTP1Connection) -> None:
         connection._run()
     except Exception:
         app_log.error("Uncaught exception in HTTP connection", exc_info=True)
-        connection.close()
         connection._abort()
+        connection.close()
 
 
 class _GzipMessageDelegate(httputil.HTTPMessageDelegate):
@@ -284,6 +284,7 @@ class HTTP1Connection(httputil.HTTPConnection):
         "_informational_count",
         "_expect_continue",
         "_last_write",
+        "_delegate_done",
     )
 
     def __init__(
@@ -335,6 +336,8 @@ class HTTP1Connection(httputil.HTTPConnection):
         self._informational_count = 0
         self._expect_continue = False
         self._last_write: Optional[Future[None]] = None
+        # Set once the delegate's finish() returned: it needs no on_connection_close.
+        self._delegate_done = False
 
     # Public API
 
@@ -387,10 +390,12 @@ class HTTP1Connection(httputil.HTTPConnection):
             delegate = _GzipMessageDelegate(delegate, self.params.chunk_size, self._get_max_body)
         self._delegate = delegate
         stream = self.stream
-        if stream is None or stream.closed():
+        if stream is None:
             self._run_delegate_close()
             future.set_result(False)
             return future
+        # Even a closed stream may hold a whole response already received: the data
+        # handler gets it first, then the (scheduled) close callback ends the read.
         stream.set_close_callback(self._on_stream_close)
         stream._set_data_handler(self._on_client_data)
         if not self._stopped and not self._scheduled and self._waiting is None:
@@ -579,6 +584,8 @@ class HTTP1Connection(httputil.HTTPConnection):
                 if self._pending_size:
                     self._flush_pending()
                     continue
+                if parser.eof and self.is_client:
+                    self._abort()
                 return
             kind = event[0]
             if kind == DATA:
@@ -684,6 +691,7 @@ class HTTP1Connection(httputil.HTTPConnection):
         self._call(delegate.finish, then=self._after_finish)
 
     def _after_finish(self) -> None:
+        self._delegate_done = True
         if self._stopped:
             return
         if not self.is_client:
@@ -772,23 +780,24 @@ class HTTP1Connection(httputil.HTTPConnection):
                 self._headers_written = True
                 future = stream.write(b"HTTP/1.1 %d %b\r\n\r\n" % (status, reason.encode()))
                 self._close_after(future)
+            self._abort()
         else:
+            self._abort()
             self.close()
-        self._abort()
 
     def _on_delegate_error(self, error: BaseException) -> None:
         if isinstance(error, httputil.HTTPInputError):
             self._on_bad_input(error)
             return
         app_log.error("Uncaught exception", exc_info=(type(error), error, error.__traceback__))
-        self.close()
         self._abort()
+        self.close()
 
     def _on_body_timeout(self) -> None:
         self._body_timer = None
         gen_log.info("Timeout reading body from %s", self._peer())
-        self.close()
         self._abort()
+        self.close()
 
     def _abort(self) -> None:
         """Ends the exchange after a failure: the delegate learns the message is lost."""
@@ -805,7 +814,7 @@ class HTTP1Connection(httputil.HTTPConnection):
         self._delegate = None
         callback = self._close_callback
         self._close_callback = None
-        if delegate is not None and not self._read_finished:
+        if delegate is not None and not self._delegate_done:
             try:
                 delegate.on_connection_close()
             except Exception:
@@ -822,13 +831,13 @@ class HTTP1Connection(httputil.HTTPConnection):
             return
         parser = self._parser
         if self.is_client and parser is not None:
+            # What was received before the close may still hold the rest of the
+            # response (or end a body delimited by the close): parse it first; _run
+            # gives up once the input is exhausted.
             parser.feed_eof()
-            if parser.body_until_close and parser.in_body:
-                # The end of the connection is the end of this body.
-                if self._waiting is None and not self._scheduled:
-                    self._run()
-                if self._stopped or self._waiting is not None or self._scheduled:
-                    return
+            if self._waiting is None and not self._scheduled:
+                _guarded_run(self)
+            return
         if not self.is_client and self._read_finished and self._write_finished:
             self._stop()
             return

@@ -353,7 +353,7 @@ class IOLoop(Configurable):
             from concurrent.futures import ThreadPoolExecutor
 
             executor = ThreadPoolExecutor(max_workers=(os.cpu_count() or 1) * 5)
-            self._executor = executor
+            self._executor: Executor = executor
         return executor
 
     def set_default_executor(self, executor: Executor) -> None:

@@ -18,7 +18,7 @@ import os
 import posixpath
 import threading
 import types
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 from squall import escape
 from squall._template_codegen import (
@@ -303,7 +303,7 @@ class Loader(BaseLoader):
 class DictLoader(BaseLoader):
     """Loads templates from a dict mapping names to template source."""
 
-    def __init__(self, dict: Dict[str, Union[str, bytes]], **kwargs: Any) -> None:
+    def __init__(self, dict: Mapping[str, Union[str, bytes]], **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.dict = dict
 

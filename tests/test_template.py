@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import traceback
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Union
 
 import pytest
 
@@ -19,7 +19,7 @@ from squall.template import (
 )
 
 
-def render(source: str, name: str = "<string>", **kwargs: Any) -> bytes:
+def render(source: Union[str, bytes], name: str = "<string>", **kwargs: Any) -> bytes:
     return Template(source, name=name).generate(**kwargs)
 
 

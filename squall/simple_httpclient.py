@@ -447,6 +447,9 @@ class _HTTPConnection(httputil.HTTPMessageDelegate):
             tokens = {t.strip().lower() for t in headers["Connection"].split(",")}
             if "close" in tokens:
                 self._keep_alive_refused = True
+        if self.client is not None and not self.client.keep_alive:
+            headers["Connection"] = "close"
+            self._keep_alive_refused = True
         if "Host" not in headers:
             headers["Host"] = netloc
         username: str | None = None

@@ -135,10 +135,10 @@ class _UIModuleNamespace:
         self.handler = handler
         self.ui_modules = ui_modules
 
-    def __getitem__(self, key: str) -> Callable[..., str]:
+    def __getitem__(self, key: str) -> Callable[..., Any]:
         return self.handler._ui_module(key, self.ui_modules[key])
 
-    def __getattr__(self, key: str) -> Callable[..., str]:
+    def __getattr__(self, key: str) -> Callable[..., Any]:
         try:
             return self[key]
         except KeyError as error:

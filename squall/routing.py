@@ -148,7 +148,7 @@ class RuleRouter(Router):
             if isinstance(rule, (tuple, list)):
                 if not 2 <= len(rule) <= 4:
                     raise ValueError(f"a rule tuple needs 2 to 4 items, got {rule!r}")
-                if isinstance(rule[0], (str, bytes)):
+                if isinstance(rule[0], str):
                     rule = Rule(PathMatches(rule[0]), *rule[1:])
                 else:
                     rule = Rule(*rule)

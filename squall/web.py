@@ -44,7 +44,6 @@ from typing import (
     Awaitable,
     Callable,
     Dict,
-    Generator,
     Iterable,
     List,
     Optional,
@@ -61,9 +60,9 @@ from squall._web_signing import (
     DEFAULT_SIGNED_VALUE_VERSION,
     MAX_SUPPORTED_SIGNED_VALUE_VERSION,
     MIN_SUPPORTED_SIGNED_VALUE_VERSION,
+    _CookieSecretTypes,
     _create_signature_v1,
     _create_signature_v2,
-    _CookieSecretTypes,
     _decode_fields_v2,
     _decode_signed_value_v1,
     _decode_signed_value_v2,
@@ -1227,8 +1226,10 @@ class RequestHandler:
     def _log(self) -> None:
         self.application.log_request(self)
 
-    def _ui_module(self, name: str, module: Type["UIModule"]) -> Callable[..., str]:
-        def render(*args: Any, **kwargs: Any) -> str:
+    def _ui_module(
+        self, name: str, module: Type["UIModule"]
+    ) -> Callable[..., Union[str, bytes]]:
+        def render(*args: Any, **kwargs: Any) -> Union[str, bytes]:
             active = self._active_modules
             if active is None:
                 active = self._active_modules = {}
@@ -1819,14 +1820,12 @@ class RedirectHandler(RequestHandler):
         to_url = self._url.format(*args, **kwargs)
         if self.request.query_arguments:
             try:
-                to_url = httputil.url_concat(
-                    to_url,
-                    [
-                        (name, value)
-                        for name, values in self.request.query_arguments.items()
-                        for value in values
-                    ],
-                )
+                query: List[Any] = [
+                    (name, value)
+                    for name, values in self.request.query_arguments.items()
+                    for value in values
+                ]
+                to_url = httputil.url_concat(to_url, query)
             except ValueError:
                 raise HTTPError(400, "Redirect URL cannot be parsed: %r", to_url)
         if args or kwargs:

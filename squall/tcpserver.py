@@ -1,0 +1,235 @@
+"""A TCP server base class: subclass ``TCPServer`` and override ``handle_stream``."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import ssl
+from collections.abc import Awaitable, Iterable
+from typing import Any
+
+from squall import process
+from squall.iostream import IOStream, SSLIOStream, _StreamProtocol
+from squall.log import app_log
+from squall.netutil import _DEFAULT_BACKLOG, bind_sockets, ssl_options_to_context
+
+__all__ = ["TCPServer"]
+
+
+class TCPServer:
+    """Accepts TCP connections and hands each one, as an ``IOStream``, to ``handle_stream``.
+
+    Start it in one of three ways::
+
+        server = MyServer()
+        server.listen(8888)                     # one process
+
+        server.bind(8888); server.start(0)      # fork one process per CPU (before any loop)
+
+        sockets = bind_sockets(8888)            # explicit sockets, e.g. around fork_processes
+        server.add_sockets(sockets)
+
+    ``ssl_options`` (an ``ssl.SSLContext`` or a dict for ``ssl_options_to_context``) makes
+    every connection TLS; ``handle_stream`` then gets an ``SSLIOStream`` before the
+    handshake (``wait_for_handshake`` waits for it).
+    """
+
+    def __init__(
+        self,
+        ssl_options: dict[str, Any] | ssl.SSLContext | None = None,
+        max_buffer_size: int | None = None,
+        read_chunk_size: int | None = None,
+    ) -> None:
+        self.ssl_options = ssl_options
+        self._sockets: dict[int, socket.socket] = {}  # fileno -> socket
+        self._servers: dict[int, asyncio.AbstractServer] = {}  # fileno -> asyncio server
+        self._pending_sockets: list[socket.socket] = []
+        self._started = False
+        self._stopped = False
+        self.max_buffer_size = max_buffer_size
+        self.read_chunk_size = read_chunk_size
+        self._ssl_context: ssl.SSLContext | None = None
+        if self.ssl_options is not None:
+            if isinstance(self.ssl_options, dict):
+                if "certfile" not in self.ssl_options:
+                    raise KeyError('missing key "certfile" in ssl_options')
+                if not os.path.exists(self.ssl_options["certfile"]):
+                    raise ValueError('certfile "%s" does not exist' % self.ssl_options["certfile"])
+                keyfile = self.ssl_options.get("keyfile")
+                if keyfile and not os.path.exists(keyfile):
+                    raise ValueError('keyfile "%s" does not exist' % keyfile)
+            self._ssl_context = ssl_options_to_context(self.ssl_options, server_side=True)
+
+    def listen(
+        self,
+        port: int,
+        address: str | None = None,
+        family: socket.AddressFamily = socket.AF_UNSPEC,
+        backlog: int = _DEFAULT_BACKLOG,
+        flags: int | None = None,
+        reuse_port: bool = False,
+    ) -> None:
+        """Bind ``port`` (on ``address``) and start accepting on the current loop."""
+        sockets = bind_sockets(
+            port, address=address, family=family, backlog=backlog, flags=flags, reuse_port=reuse_port
+        )
+        self.add_sockets(sockets)
+
+    def add_sockets(self, sockets: Iterable[socket.socket]) -> None:
+        """Start accepting connections on already listening sockets."""
+        from squall.ioloop import IOLoop
+
+        loop: asyncio.AbstractEventLoop = IOLoop.current().asyncio_loop  # type: ignore[attr-defined]
+        for sock in sockets:
+            fileno = sock.fileno()
+            self._sockets[fileno] = sock
+            server = _start_server(loop, self._protocol_factory, sock)
+            self._servers[fileno] = server
+
+    def add_socket(self, socket: socket.socket) -> None:
+        """``add_sockets`` for a single socket."""
+        self.add_sockets([socket])
+
+    def bind(
+        self,
+        port: int,
+        address: str | None = None,
+        family: socket.AddressFamily = socket.AF_UNSPEC,
+        backlog: int = _DEFAULT_BACKLOG,
+        flags: int | None = None,
+        reuse_port: bool = False,
+    ) -> None:
+        """Bind ``port`` now and accept once ``start`` runs (may be called several times)."""
+        sockets = bind_sockets(
+            port, address=address, family=family, backlog=backlog, flags=flags, reuse_port=reuse_port
+        )
+        if self._started:
+            self.add_sockets(sockets)
+        else:
+            self._pending_sockets.extend(sockets)
+
+    def start(self, num_processes: int | None = 1, max_restarts: int | None = None) -> None:
+        """Start accepting on the sockets from ``bind``.
+
+        ``num_processes`` other than 1 forks that many children first (None or <= 0: one
+        per CPU), each accepting on the shared sockets; call it before any event loop runs.
+        """
+        if self._started:
+            raise RuntimeError("TCPServer.start() called twice")
+        self._started = True
+        if num_processes != 1:
+            process.fork_processes(num_processes, max_restarts)
+        sockets = self._pending_sockets
+        self._pending_sockets = []
+        self.add_sockets(sockets)
+
+    def stop(self) -> None:
+        """Stop accepting and close the listening sockets (open connections stay open)."""
+        if self._stopped:
+            return
+        self._stopped = True
+        for fileno, sock in list(self._sockets.items()):
+            server = self._servers.pop(fileno, None)
+            if server is not None:
+                server.close()
+            try:
+                sock.close()
+            except OSError:
+                pass
+        self._sockets.clear()
+        for sock in self._pending_sockets:
+            sock.close()
+        self._pending_sockets = []
+
+    def handle_stream(self, stream: IOStream, address: tuple[Any, ...]) -> Awaitable[None] | None:
+        """Serve one connection (override this); may be a coroutine."""
+        stream.close()
+        return None
+
+    # ---------------------------------------------------------------- internals
+
+    def _protocol_factory(self) -> _StreamProtocol:
+        protocol = _StreamProtocol()
+        protocol.connection_made = lambda transport: self._on_connection(  # type: ignore[method-assign]
+            protocol, transport
+        )
+        # Until connection_made builds the stream nothing else can arrive; keep asyncio happy.
+        protocol.data_received = _drop  # type: ignore[method-assign]
+        protocol.eof_received = _no_keep_open  # type: ignore[method-assign]
+        protocol.connection_lost = _drop  # type: ignore[method-assign]
+        protocol.pause_writing = _noop  # type: ignore[method-assign]
+        protocol.resume_writing = _noop  # type: ignore[method-assign]
+        return protocol
+
+    def _on_connection(self, protocol: _StreamProtocol, transport: Any) -> None:
+        address = transport.get_extra_info("peername")
+        try:
+            stream = self._make_stream(transport)
+        except Exception:
+            app_log.error("Error creating a stream for a connection from %s", address, exc_info=True)
+            transport.abort()
+            return
+        try:
+            result = self.handle_stream(stream, address)
+        except Exception:
+            app_log.error("Error in connection callback", exc_info=True)
+            return
+        if result is not None:
+            # A coroutine handler runs as a task; its failure is logged, not lost.
+            from squall.ioloop import IOLoop
+
+            IOLoop.current().add_future(asyncio.ensure_future(result), _result_or_log)
+
+    def _make_stream(self, transport: Any) -> IOStream:
+        options = {"max_buffer_size": self.max_buffer_size, "read_chunk_size": self.read_chunk_size}
+        context = self._ssl_context
+        if context is None:
+            return IOStream._from_transport(transport, **options)
+        # Reads stop until the TLS layer takes the transport over.
+        transport.pause_reading()
+        stream = SSLIOStream(
+            transport.get_extra_info("socket"), ssl_options=context, _transport=transport, **options
+        )
+        transport.set_protocol(stream._protocol)
+        stream._start_handshake(transport, True, None)
+        return stream
+
+
+def _start_server(
+    loop: asyncio.AbstractEventLoop, factory: Any, sock: socket.socket
+) -> asyncio.AbstractServer:
+    # With sock= and start_serving, loop.create_server never waits on I/O (asyncio's only
+    # yields a bare "sleep(0)"), so drive it to completion here: add_sockets stays synchronous
+    # and accepting starts at once, as callers expect.
+    coroutine = loop.create_server(factory, sock=sock, backlog=_DEFAULT_BACKLOG)
+    for _ in range(8):
+        try:
+            yielded = coroutine.send(None)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        if yielded is not None:
+            break
+    coroutine.close()
+    raise RuntimeError("the event loop cannot start a server synchronously")
+
+
+def _drop(*args: Any) -> None:
+    return None
+
+
+def _noop() -> None:
+    return None
+
+
+def _no_keep_open() -> bool:
+    return False
+
+
+def _result_or_log(future: asyncio.Future[Any]) -> None:
+    if future.cancelled():
+        return
+    exc = future.exception()
+    if exc is not None:
+        app_log.error("Exception in callback %r", future, exc_info=exc)
+

@@ -12,6 +12,7 @@ import re
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 from squall._template_parse import (
+    MAX_NESTING,
     ParseError,
     _Apply,
     _Block,
@@ -156,7 +157,14 @@ class _Emitter:
                 line,
             )
         resolved = loader.resolve_path(path, parent_path=self.owner.name)
-        if resolved in getattr(loader, "_loading", ()):
+        loading = getattr(loader, "_loading", ())
+        if len(loading) >= MAX_NESTING:
+            raise ParseError(
+                f"{verb} {path!r}: templates nested more than {MAX_NESTING} deep",
+                self.owner.name,
+                line,
+            )
+        if resolved in loading:
             raise ParseError(
                 f"{verb} {path!r} leads back to a template being compiled", self.owner.name, line
             )

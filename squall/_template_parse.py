@@ -154,6 +154,9 @@ _CLAUSE_OWNERS: Dict[str, Tuple[str, ...]] = {
     "finally": ("try",),
 }
 _LOOPS = ("for", "while")
+# Deeper nesting than this is almost surely a mistake, and the code generator recurses
+# once per level.
+MAX_NESTING = 100
 
 
 class _Open:
@@ -187,6 +190,11 @@ class _Parser:
 
     def error(self, message: str, line: int) -> ParseError:
         return ParseError(message, self.name, line)
+
+    def push(self, frame: _Open) -> None:
+        if len(self.stack) >= MAX_NESTING:
+            raise self.error(f"directives nested more than {MAX_NESTING} deep", frame.line)
+        self.stack.append(frame)
 
     @property
     def body(self) -> List[_Node]:
@@ -268,13 +276,13 @@ class _Parser:
                 raise self.error("block missing name", line)
             block = _Block(argument, line, self.template)
             self.body.append(block)
-            self.stack.append(_Open("block", block, block.body, line))
+            self.push(_Open("block", block, block.body, line))
         elif operator == "apply":
             if not argument:
                 raise self.error("apply missing method name", line)
             apply = _Apply(argument, line)
             self.body.append(apply)
-            self.stack.append(_Open("apply", apply, apply.body, line))
+            self.push(_Open("apply", apply, apply.body, line))
         elif operator == "comment":
             pass
         elif operator == "set":
@@ -328,7 +336,7 @@ class _Parser:
         first = _Clause(kind, header, line)
         compound = _Compound(kind, first)
         self.body.append(compound)
-        self.stack.append(_Open(kind, compound, first.body, line))
+        self.push(_Open(kind, compound, first.body, line))
 
     def clause(self, keyword: str, argument: str, line: int) -> None:
         owners = _CLAUSE_OWNERS[keyword]

@@ -564,3 +564,15 @@ def test_template_attributes() -> None:
     assert template.loader is None
     assert "# t.html:1" in template.code
     assert template.compiled.co_filename == "t_html.generated.py"
+
+
+def test_nesting_is_limited() -> None:
+    with pytest.raises(ParseError, match="nested more than"):
+        Template("{% block a %}" * 150 + "{% end %}" * 150)
+    chain = {f"t{index}.html": f"{{% include 't{index + 1}.html' %}}" for index in range(150)}
+    chain["t150.html"] = "end"
+    with pytest.raises(ParseError, match="nested more than"):
+        DictLoader(chain).load("t0.html")
+    short_chain = {f"t{index}.html": f"{{% include 't{index + 1}.html' %}}" for index in range(20)}
+    short_chain["t20.html"] = "end"
+    assert DictLoader(short_chain).load("t0.html").generate() == b"end"

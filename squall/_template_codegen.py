@@ -7,6 +7,7 @@ tracebacks through a template point at the template position.
 
 from __future__ import annotations
 
+import functools
 import keyword
 import re
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
@@ -76,19 +77,20 @@ def text_from_filter(result: Any) -> str:
     raise TypeError(f"Expected bytes, unicode, or None; got {type(result)!r}")
 
 
+def escape_with(function: Callable[[bytes], Any], value: Any) -> str:
+    """Run an application escape function: it gets UTF-8 bytes, as in Tornado."""
+    if isinstance(value, str):
+        data = value.encode("utf-8")
+    elif isinstance(value, bytes):
+        data = value
+    else:
+        data = str(value).encode("utf-8")
+    return text_from_filter(function(data))
+
+
 def make_custom_escaper(function: Callable[[bytes], Any]) -> Callable[[Any], str]:
-    """Wrap an application escape function: it gets UTF-8 bytes, as in Tornado."""
-
-    def run(value: Any) -> str:
-        if isinstance(value, str):
-            data = value.encode("utf-8")
-        elif isinstance(value, bytes):
-            data = value
-        else:
-            data = str(value).encode("utf-8")
-        return text_from_filter(function(data))
-
-    return run
+    """``escape_with`` bound to ``function``."""
+    return functools.partial(escape_with, function)
 
 
 def missing_escaper(name: str) -> Callable[[Any], str]:

@@ -23,6 +23,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 from squall import escape
 from squall._template_codegen import (
     escape_html,
+    escape_with,
     generate_function_source,
     make_custom_escaper,
     missing_escaper,
@@ -68,7 +69,7 @@ def _custom_escape(function: Any, value: Any) -> str:
     # template itself, or an arbitrary expression): look it up on every use.
     if function is escape.xhtml_escape:
         return escape_html(value)
-    return make_custom_escaper(function)(value)
+    return escape_with(function, value)
 
 
 # Names every template sees; the same ones as Tornado's, plus squall's private helpers.
@@ -82,7 +83,6 @@ _BASE_NAMESPACE: Dict[str, Any] = {
     "datetime": datetime,
     "_tt_utf8": escape.utf8,
     "_tt_string_types": (str, bytes),
-    "_tt_escape_html": escape_html,
     "_tt_raw_text": raw_text,
     "_tt_filtered": text_from_filter,
     "_tt_to_bytes": _to_bytes,

@@ -131,6 +131,10 @@ class Server:
                     return
         except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
             pass
+        except asyncio.CancelledError:
+            # Shutting down with a handler still waiting; ending quietly keeps asyncio
+            # from logging the cancellation of the connection task.
+            pass
         finally:
             writer.close()
 

@@ -977,6 +977,19 @@ class HTTP1ServerConnection:
         self._new_exchange()
         self._start_header_timer()
         stream._set_data_handler(self._on_data)
+        if getattr(stream, "_handshake_done", True) is False:
+            # Some loops (uvloop) bind the protocol's callbacks when the TLS transport
+            # takes over, after this call: take reads over again once it has.
+            try:
+                stream.wait_for_handshake().add_done_callback(self._on_handshake)
+            except RuntimeError:
+                pass
+
+    def _on_handshake(self, future: asyncio.Future[Any]) -> None:
+        _consume_exception(future)
+        stream = self.stream
+        if self._serving and stream is not None and not stream.closed():
+            stream._set_data_handler(self._on_data)
 
     def _new_exchange(self) -> HTTP1Connection:
         connection = HTTP1Connection(self.stream, False, self.params, self.context)

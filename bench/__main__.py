@@ -11,6 +11,7 @@ import argparse
 import datetime
 import os
 import platform
+import re
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -134,15 +135,15 @@ def client_rows(requests: int) -> list[Row]:
 
 
 def script_rows(script: str, name: str, unit: str) -> list[Row]:
-    """Runs a standalone bench script whose last line is ``squall=N tornado=N``."""
+    """Runs a standalone bench script that prints ``squall: N`` and ``tornado: N`` lines."""
     path = os.path.join(ROOT, "bench", script)
     if not os.path.exists(path):
         return []
     out = subprocess.run(
         [sys.executable, path], cwd=ROOT, capture_output=True, text=True, check=True, timeout=900
     ).stdout
-    figures = dict(part.split("=") for part in out.strip().splitlines()[-1].split())
-    row = Row(name, unit, {k: float(v) for k, v in figures.items()})
+    figures = re.findall(r"^(squall|tornado)\s*:\s*([\d.]+)", out, re.M)
+    row = Row(name, unit, {who: float(value) for who, value in figures})
     print(f"  {name}: " + ", ".join(f"{k} {v:.0f}" for k, v in row.figures.items()))
     return [row]
 

@@ -17,6 +17,7 @@ import re
 import time
 import urllib.parse
 import uuid
+import warnings
 from typing import Any, cast
 
 from squall import escape, httpclient
@@ -46,6 +47,15 @@ class OpenIdMixin:
     """OpenID 2.0 with the Attribute Exchange extension. Set ``_OPENID_ENDPOINT``."""
 
     _OPENID_ENDPOINT: str
+
+    def __init__(self) -> None:
+        # OpenID 2.0 providers have all but vanished; say so to whoever still builds on it
+        warnings.warn(
+            "OpenID 2.0 is deprecated; use OAuth 2.0 or OpenID Connect instead",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        super().__init__()
 
     def authenticate_redirect(
         self,

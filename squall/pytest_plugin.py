@@ -46,6 +46,7 @@ import functools
 import inspect
 import os
 import socket
+import unittest
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -96,6 +97,9 @@ def _timeout_for(item: pytest.Function) -> float:
 def _runs_on_squall(item: pytest.Item) -> bool:
     """True for a coroutine test that no other async plugin claims."""
     if not isinstance(item, pytest.Function):
+        return False
+    if item.cls is not None and issubclass(item.cls, unittest.TestCase):
+        # unittest runs its own test methods (IsolatedAsyncioTestCase has its own loop).
         return False
     if not inspect.iscoroutinefunction(item.obj):
         # Also false once pytest-asyncio has wrapped the test in a synchronous runner.

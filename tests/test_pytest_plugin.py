@@ -171,6 +171,27 @@ def test_tests_marked_for_other_plugins_are_left_alone(pytester):
     assert outcomes.get("failed", 0) + outcomes.get("skipped", 0) == 1
 
 
+def test_unittest_async_cases_are_left_to_unittest(pytester):
+    pytester.makeconftest(
+        """
+        def pytest_runtest_setup(item):
+            assert "io_loop" not in item.fixturenames
+        """
+    )
+    result = run_inner(
+        pytester,
+        """
+        import asyncio
+        import unittest
+
+        class Case(unittest.IsolatedAsyncioTestCase):
+            async def test_runs_on_unittests_loop(self):
+                await asyncio.sleep(0)
+        """,
+    )
+    result.assert_outcomes(passed=1)
+
+
 @pytest.mark.skipif(not _importable("pytest_asyncio"), reason="pytest-asyncio not installed")
 def test_coexists_with_pytest_asyncio_strict_mode(pytester):
     result = run_inner(

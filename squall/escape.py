@@ -236,13 +236,7 @@ _LINK_END_CHAR = r"[^!\"#$%&'()*+,.:;<=>?@\[\]^`{|}~\s]"
 _LINK = re.compile(
     r"\b("
     r"(?:([\w-]+):(/{1,3})|www[.])"
-    r"(?:"
-    + _LINK_CHAR
-    + r"*"
-    + _LINK_END_CHAR
-    + r"|\("
-    + _LINK_CHAR
-    + r"*\))+"
+    r"(?:" + _LINK_CHAR + r"*" + _LINK_END_CHAR + r"|\(" + _LINK_CHAR + r"*\))+"
     r")"
 )
 

@@ -186,9 +186,7 @@ class IOLoop(Configurable):
         """Close the loop; with ``all_fds`` also close every fd with a handler."""
         raise NotImplementedError()
 
-    def add_handler(
-        self, fd: int | _Selectable, handler: Callable[..., None], events: int
-    ) -> None:
+    def add_handler(self, fd: int | _Selectable, handler: Callable[..., None], events: int) -> None:
         """Call ``handler(fd, events)`` when ``fd`` (an int or object with ``fileno``) is ready."""
         raise NotImplementedError()
 

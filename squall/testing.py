@@ -41,7 +41,9 @@ _app_log = logging.getLogger("squall.application")
 _DEFAULT_ASYNC_TEST_TIMEOUT = 5.0
 
 
-def bind_unused_port(reuse_port: bool = False, address: str = "127.0.0.1") -> tuple[socket.socket, int]:
+def bind_unused_port(
+    reuse_port: bool = False, address: str = "127.0.0.1"
+) -> tuple[socket.socket, int]:
     """Bind a listening, non-blocking socket to a free port on ``address``; return it and the port."""
     family, kind, proto, _, sockaddr = socket.getaddrinfo(
         address, 0, socket.AF_UNSPEC, socket.SOCK_STREAM, 0, socket.AI_PASSIVE
@@ -246,24 +248,31 @@ def gen_test(func: Callable[..., Any] | None = None, timeout: float | None = Non
         @functools.wraps(runnable)
         def run_test(self: AsyncTestCase, *args: Any, **kwargs: Any) -> None:
             limit = timeout if timeout is not None else get_async_test_timeout()
+            # Where a native test was waiting when time ran out, noted just before run_sync
+            # cancels it (the loop may finish the cancellation before we can look).
+            waiting_at: list[str] = []
+            note_handle = self.io_loop.call_later(limit, _note_waiting_line, self, waiting_at)
             try:
-                self.io_loop.run_sync(functools.partial(runnable, self, *args, **kwargs), timeout=limit)
+                self.io_loop.run_sync(
+                    functools.partial(runnable, self, *args, **kwargs), timeout=limit
+                )
             except TimeoutError as error:
                 # Raise the timeout inside the test itself, so its traceback points at the
                 # line that was waiting rather than at the loop's internals.
                 suspended = self._test_generator
-                if suspended is None or not _is_suspended(suspended):
-                    raise
                 if inspect.iscoroutine(suspended):
-                    # A task still owns the coroutine, so it cannot be resumed from here;
-                    # name the line it was waiting at instead.
-                    frame = suspended.cr_frame
-                    assert frame is not None
-                    where = f"{frame.f_code.co_filename}:{frame.f_lineno}"
-                    raise TimeoutError(f"{error} (the test was waiting at {where})") from None
-                suspended.throw(error)
+                    # A task owns the coroutine, so it cannot be resumed from here; name the
+                    # line it was waiting at instead.
+                    if waiting_at:
+                        raise TimeoutError(
+                            f"{error} (the test was waiting at {waiting_at[0]})"
+                        ) from None
+                    raise
+                if suspended is not None and _is_suspended(suspended):
+                    suspended.throw(error)
                 raise
             finally:
+                self.io_loop.remove_timeout(note_handle)
                 self._test_generator = None
 
         return run_test
@@ -271,6 +280,13 @@ def gen_test(func: Callable[..., Any] | None = None, timeout: float | None = Non
     if func is not None:
         return decorate(func)
     return decorate
+
+
+def _note_waiting_line(test: AsyncTestCase, waiting_at: list[str]) -> None:
+    coroutine = test._test_generator
+    if inspect.iscoroutine(coroutine) and coroutine.cr_frame is not None:
+        frame = coroutine.cr_frame
+        waiting_at.append(f"{frame.f_code.co_filename}:{frame.f_lineno}")
 
 
 def _is_suspended(runnable: Generator[Any, Any, Any] | Coroutine[Any, Any, Any]) -> bool:
@@ -346,7 +362,9 @@ class AsyncHTTPTestCase(AsyncTestCase):
 
     def tearDown(self) -> None:
         self.http_server.stop()
-        self.io_loop.run_sync(self.http_server.close_all_connections, timeout=get_async_test_timeout())
+        self.io_loop.run_sync(
+            self.http_server.close_all_connections, timeout=get_async_test_timeout()
+        )
         self.http_client.close()
         del self.http_server
         del self._app

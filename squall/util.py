@@ -84,7 +84,11 @@ class GzipDecompressor:
         while True:
             if data:
                 self._seen_input = True
-            output = self._decoder.decompress(data, budget) if max_length else self._decoder.decompress(data)
+            output = (
+                self._decoder.decompress(data, budget)
+                if max_length
+                else self._decoder.decompress(data)
+            )
             pieces.append(output)
             if max_length:
                 budget -= len(output)

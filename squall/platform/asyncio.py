@@ -102,9 +102,7 @@ class BaseAsyncIOLoop(IOLoop):
             self.selector_loop.close()
         self.asyncio_loop.close()
 
-    def add_handler(
-        self, fd: int | _Selectable, handler: Callable[..., None], events: int
-    ) -> None:
+    def add_handler(self, fd: int | _Selectable, handler: Callable[..., None], events: int) -> None:
         fd_number, fileobj = self.split_fd(fd)
         if fd_number in self.handlers:
             raise ValueError(f"fd {fd_number} added twice")
@@ -160,7 +158,7 @@ class BaseAsyncIOLoop(IOLoop):
         except Exception:
             from squall.ioloop import _app_log
 
-            _app_log.error("Exception in I/O handler for fd %s", fd, exc_info=True)
+            _app_log.error("Exception in callback %r", handler, exc_info=True)
 
     def start(self) -> None:
         previous = _event_loop_set_for_thread()

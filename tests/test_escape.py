@@ -1,0 +1,107 @@
+import urllib.parse
+
+import pytest
+
+from squall.escape import (
+    _unquote_to_bytes,
+    json_decode,
+    json_encode,
+    linkify,
+    parse_qs_bytes,
+    recursive_unicode,
+    squeeze,
+    to_unicode,
+    url_escape,
+    url_unescape,
+    utf8,
+    xhtml_escape,
+    xhtml_unescape,
+)
+
+
+def test_xhtml_escape_and_unescape():
+    assert (
+        xhtml_escape("<a href=\"x\">'&'</a>")
+        == "&lt;a href=&quot;x&quot;&gt;&#x27;&amp;&#x27;&lt;/a&gt;"
+    )
+    assert xhtml_escape(b"<\xc3\xa9>") == "&lt;\u00e9&gt;"
+    assert xhtml_unescape("&lt;&#32;&#x41;&amp;&unknown;&#xyz;") == "< A&&unknown;&#xyz;"
+
+
+def test_url_escape_and_unescape():
+    assert url_escape("+ #%") == "%2B+%23%25"
+    assert url_escape("+ #%", plus=False) == "%2B%20%23%25"
+    assert url_escape("\u00e9") == "%C3%A9"
+    assert url_unescape("a+b%C3%A9") == "a b\u00e9"
+    assert url_unescape("a+b", plus=False) == "a+b"
+    assert url_unescape(b"%C3%A9", encoding=None) == "\u00e9".encode()
+
+
+@pytest.mark.parametrize(
+    "data", [b"", b"%41%3d", b"%%41", b"%zz%4", b"a%", b"%\r\nb", b"=%41=", bytes(range(256))]
+)
+def test_unquote_to_bytes_matches_stdlib(data):
+    assert _unquote_to_bytes(data) == urllib.parse.unquote_to_bytes(data)
+
+
+def test_unquote_to_bytes_long_input_split_at_escape_boundaries():
+    data = (b"ab%41%" + b"%4" + b"x%2") * 5000
+    assert _unquote_to_bytes(data) == urllib.parse.unquote_to_bytes(data)
+
+
+def test_parse_qs_bytes():
+    parsed = parse_qs_bytes(b"a=1&b=%41+%2B&a=2&&c&d=", keep_blank_values=True)
+    assert parsed == {"a": [b"1", b"2"], "b": [b"A +"], "c": [b""], "d": [b""]}
+    assert parse_qs_bytes("%E9=%E9") == {"\xe9": [b"\xe9"]}
+    assert parse_qs_bytes(b"c&d=") == {}
+    with pytest.raises(ValueError):
+        parse_qs_bytes(b"a=1&&b=2", strict_parsing=True)
+    with pytest.raises(ValueError):
+        parse_qs_bytes(b"a=1&b=2", max_num_fields=1)
+
+
+def test_json_helpers_escape_script_end():
+    assert json_encode("</script>") == '"<\\/script>"'
+    assert json_decode(b'"\xc3\xa9"') == "\u00e9"
+
+
+def test_conversions():
+    assert utf8("\u00e9") == b"\xc3\xa9"
+    assert utf8(None) is None
+    assert to_unicode(b"\xc3\xa9") == "\u00e9"
+    with pytest.raises(TypeError):
+        utf8(1)  # type: ignore[call-overload]
+    assert recursive_unicode({b"k": [b"v", (b"t",)]}) == {"k": ["v", ("t",)]}
+    assert squeeze("a  \t\n b ") == "a b"
+
+
+@pytest.mark.parametrize(
+    "text,kwargs,html",
+    [
+        ("see http://x.com/a.", {}, 'see <a href="http://x.com/a">http://x.com/a</a>.'),
+        ("www.x.com", {}, '<a href="http://www.x.com">www.x.com</a>'),
+        ("www.x.com", {"require_protocol": True}, "www.x.com"),
+        ("file:///etc and http://a.b", {}, 'file:///etc and <a href="http://a.b">http://a.b</a>'),
+        ("http://a.b/c_(d)", {}, '<a href="http://a.b/c_(d)">http://a.b/c_(d)</a>'),
+        ("<http://a.b>", {}, '&lt;<a href="http://a.b">http://a.b</a>&gt;'),
+        (
+            "http://a.b",
+            {"extra_params": lambda href: " rel=x "},
+            '<a href="http://a.b" rel=x>http://a.b</a>',
+        ),
+        (
+            "http://reallylong.com/link/that/exceedsthelenglimit.html",
+            {"shorten": True},
+            '<a href="http://reallylong.com/link/that/exceedsthelenglimit.html"'
+            ' title="http://reallylong.com/link/that/exceedsthelenglimit.html">'
+            "http://reallylong.com/link...</a>",
+        ),
+    ],
+)
+def test_linkify(text, kwargs, html):
+    assert linkify(text, **kwargs) == html
+
+
+def test_linkify_does_not_backtrack_catastrophically():
+    text = "http://x.com/" + "(" * 5000 + "." * 5000
+    assert linkify(text).startswith('<a href="http://x.com/">')

@@ -1240,7 +1240,7 @@ class WebSocketClientConnection(simple_httpclient._HTTPConnection):
         if self.read_queue:
             future.set_result(self.read_queue.popleft())
             self._release_queue_space()
-        elif self._closed:
+        elif self._close_delivered:
             future.set_result(None)
         else:
             self._read_waiters.append(future)
@@ -1293,12 +1293,14 @@ class WebSocketClientConnection(simple_httpclient._HTTPConnection):
 
     def close(self, code: int | None = None, reason: str | None = None) -> None:
         """Start the closing handshake (or give up connecting)."""
+        self._closed = True
         if self.protocol is not None:
             self.protocol.close(code, reason)
             self.protocol = None
-        elif self.stream is not None and not self._response_head_done:
+            return
+        if self.stream is not None and not self._response_head_done:
             self.stream.close()
-        self._closed = True
+        self._deliver_close()
 
     def on_ws_connection_close(
         self, close_code: int | None = None, close_reason: str | None = None
@@ -1312,10 +1314,13 @@ class WebSocketClientConnection(simple_httpclient._HTTPConnection):
             self.connect_future.set_exception(StreamClosedError())
             self.connect_future.exception()
         self._closed = True
+        self._deliver_close()
+        self.tcp_client.close()
+
+    def _deliver_close(self) -> None:
         if not self._close_delivered:
             self._close_delivered = True
             self._on_message(None)
-        self.tcp_client.close()
 
     def get_websocket_protocol(self) -> WebSocketProtocol13:
         return WebSocketProtocol13(self, mask_outgoing=True, params=self.params)

@@ -507,20 +507,23 @@ class HTTP1Parser:
         buffer = self._buffer
         while True:
             pos = self._pos
-            line_end = buffer.find(b"\r\n", pos)
-            if line_end == -1:
+            # Resume the search where the previous one stopped, so a trailer section
+            # arriving a byte at a time is still scanned once.
+            newline = buffer.find(b"\n", max(pos, self._scan))
+            if newline == -1:
+                self._scan = len(buffer)
                 if len(buffer) - pos > self.max_header_size:
                     raise ParseError("trailer section too large", 431)
-                if b"\n" in buffer[pos:]:
-                    raise ParseError("invalid trailer line (bare LF)")
                 return None
+            if newline == pos or buffer[newline - 1] != 13:
+                raise ParseError("invalid trailer line (bare LF)")
+            line_end = newline - 1
+            self._pos = self._scan = newline + 1
             if line_end == pos:
-                self._pos = pos + 2
                 return self._finish_message()
-            if line_end - self._scan > self.max_header_size:
+            if line_end - pos > self.max_header_size:
                 raise ParseError("trailer section too large", 431)
             HTTPHeaders().parse_line(buffer[pos:line_end].decode("latin1"))
-            self._pos = line_end + 2
 
 
 def _parse_content_length(headers: HTTPHeaders) -> int:

@@ -368,7 +368,11 @@ class SelectorThread:
         self._thread_manager_task = self._real_loop.create_task(self._manager_step)
 
     async def _advance_manager(self) -> None:
-        await self._manager.__anext__()
+        # Start the thread one iteration later: a loop stopped right away (as in tests)
+        # then leaves a pending task that close() can dispose of, on asyncio and uvloop alike.
+        await asyncio.sleep(0)
+        if not self._closed:
+            await self._manager.__anext__()
 
     async def _thread_manager(self) -> Any:
         self._thread = threading.Thread(

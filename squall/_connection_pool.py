@@ -93,21 +93,20 @@ class ConnectionPool:
         if self._closed or stream.closed() or self.max_idle <= 0 or self.max_idle_per_key <= 0:
             stream.close()
             return False
-        entries = self._by_key.setdefault(key, [])
-        if len(entries) >= self.max_idle_per_key:
+        entry = _IdleConnection(self, key, stream)
+        stream.set_close_callback(entry.on_close)
+        # Bytes already buffered are delivered before this returns and close the stream; a
+        # connection in that state must not push out a good one, so check it first.
+        stream._set_data_handler(entry.on_unexpected_data)
+        if stream.closed():
+            return False
+        entries = self._by_key.get(key)
+        if entries is not None and len(entries) >= self.max_idle_per_key:
             self._evict(entries[0])
-            entries = self._by_key.setdefault(key, [])
         if len(self._lru) >= self.max_idle:
             self._evict(next(iter(self._lru)))
-            entries = self._by_key.setdefault(key, [])
-        entry = _IdleConnection(self, key, stream)
-        entries.append(entry)
+        self._by_key.setdefault(key, []).append(entry)
         self._lru[entry] = None
-        stream.set_close_callback(entry.on_close)
-        # Bytes already buffered are delivered before this returns, evicting at once.
-        stream._set_data_handler(entry.on_unexpected_data)
-        if entry not in self._lru:
-            return False
         if self.idle_timeout is not None:
             entry.timer = asyncio.get_running_loop().call_later(self.idle_timeout, entry.on_expired)
         return True

@@ -679,7 +679,7 @@ class _HTTPConnection(httputil.HTTPMessageDelegate):
     ) -> Awaitable[None] | None:
         assert isinstance(first_line, httputil.ResponseStartLine)
         code = first_line.code
-        if code < 200:
+        if code < 200 and code != 101:
             # Interim responses carry nothing for the caller; a 100 is the go-ahead to send
             # a body held back by "Expect: 100-continue".
             if code == 100 and self.request.expect_100_continue and not self._body_started:

@@ -542,6 +542,27 @@ def test_connection_close_and_http10_responses_are_not_reused() -> None:
     run(main)
 
 
+def test_switching_protocols_is_a_final_response_and_ends_reuse() -> None:
+    async def main() -> None:
+        def handler(request: Request) -> Reply:
+            if request.target == "/upgrade":
+                return b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: other\r\nConnection: Upgrade\r\n\r\n"
+            return hello(request)
+
+        async with Server(handler) as server:
+            client = make_client()
+            try:
+                switched = await client.fetch(server.url("/upgrade"), raise_error=False)
+                after = await client.fetch(server.url("/after"))
+            finally:
+                client.close()
+        assert switched.code == 101
+        assert after.body == b"hello /after"
+        assert [r.connection_id for r in server.requests] == [1, 2]
+
+    run(main)
+
+
 def test_body_read_until_close_is_not_pooled() -> None:
     async def main() -> None:
         def handler(request: Request) -> Reply:
@@ -1131,5 +1152,92 @@ def test_request_defaults_and_response_request_identity() -> None:
         assert result.body == b"DefaultAgent"
         assert result.request is request
         assert request.user_agent is None
+
+    run(main)
+
+
+# -- the pool on its own ------------------------------------------------------------------
+
+
+class FakeStream:
+    def __init__(self) -> None:
+        self.is_closed = False
+        self.close_callback: Callable[[], None] | None = None
+        self.data_handler: Callable[[bytes], None] | None = None
+        self.buffered = b""
+
+    def closed(self) -> bool:
+        return self.is_closed
+
+    def close(self) -> None:
+        if not self.is_closed:
+            self.is_closed = True
+            if self.close_callback is not None:
+                self.close_callback()
+
+    def set_close_callback(self, callback: Callable[[], None] | None) -> None:
+        self.close_callback = callback
+
+    def _set_data_handler(self, handler: Callable[[bytes], None] | None) -> None:
+        self.data_handler = handler
+        if handler is not None and self.buffered:
+            data, self.buffered = self.buffered, b""
+            handler(data)
+
+
+def test_pool_hands_back_the_most_recent_live_connection_per_key() -> None:
+    from squall._connection_pool import ConnectionPool
+
+    async def main() -> None:
+        pool = ConnectionPool(max_idle=10, max_idle_per_key=2, idle_timeout=None)
+        older, newer, third, other = FakeStream(), FakeStream(), FakeStream(), FakeStream()
+        assert pool.release("a", older) and pool.release("a", newer)
+        assert pool.release("b", other)
+        # A third idle connection for "a" pushes out the oldest one.
+        assert pool.release("a", third)
+        assert older.is_closed and pool.idle_count("a") == 2
+        assert pool.acquire("a") is third
+        assert third.close_callback is None and third.data_handler is None
+        newer.close()  # the peer hung up while it was idle
+        assert pool.acquire("a") is None
+        assert pool.acquire("b") is other
+        assert len(pool) == 0
+
+    run(main)
+
+
+def test_pool_bounds_the_total_and_drops_connections_that_speak() -> None:
+    from squall._connection_pool import ConnectionPool
+
+    async def main() -> None:
+        pool = ConnectionPool(max_idle=2, max_idle_per_key=2, idle_timeout=None)
+        streams = [FakeStream() for _ in range(3)]
+        for key, stream in zip("xyz", streams):
+            pool.release(key, stream)
+        # The least recently released connection went first.
+        assert streams[0].is_closed and len(pool) == 2
+        chatty = FakeStream()
+        chatty.buffered = b"HTTP/1.1 408 Request Timeout\r\n\r\n"
+        assert not pool.release("w", chatty)
+        assert chatty.is_closed
+        streams[1].data_handler(b"x")  # type: ignore[misc]
+        assert streams[1].is_closed and pool.acquire("y") is None
+        pool.close()
+        assert streams[2].is_closed
+        late = FakeStream()
+        assert not pool.release("z", late) and late.is_closed
+
+    run(main)
+
+
+def test_pool_expires_idle_connections() -> None:
+    from squall._connection_pool import ConnectionPool
+
+    async def main() -> None:
+        pool = ConnectionPool(idle_timeout=0.01)
+        stream = FakeStream()
+        pool.release("k", stream)
+        await wait_until(lambda: stream.is_closed)
+        assert len(pool) == 0
 
     run(main)

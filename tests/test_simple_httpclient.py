@@ -1212,7 +1212,7 @@ def test_pool_bounds_the_total_and_drops_connections_that_speak() -> None:
     async def main() -> None:
         pool = ConnectionPool(max_idle=2, max_idle_per_key=2, idle_timeout=None)
         streams = [FakeStream() for _ in range(3)]
-        for key, stream in zip("xyz", streams):
+        for key, stream in zip("xyz", streams, strict=True):
             pool.release(key, stream)
         # The least recently released connection went first.
         assert streams[0].is_closed and len(pool) == 2

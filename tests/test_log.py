@@ -145,3 +145,17 @@ def test_parse_command_line_enables_logging_unless_disabled():
     assert not logs_info("parse_command_line()", ["--logging=None"])
     assert not logs_info("options.logging = None; parse_command_line()")
     assert logs_info("options.logging = None; parse_command_line()", ["--logging=info"])
+
+
+def test_color_terminal_gets_escape_codes(tmp_path, monkeypatch):
+    monkeypatch.setattr(log, "_stderr_supports_color", lambda: True)
+    formatter = LogFormatter()
+    assert set(formatter._colors) == set(LogFormatter.DEFAULT_COLORS)
+    path = tmp_path / "out.log"
+    logger, handler = make_logger("color", formatter, path)
+    logger.error("red alert")
+    handler.close()
+    line = read(path)
+    assert line.startswith(formatter._colors[logging.ERROR] + "[E ")
+    assert formatter._normal + " red alert" in line
+    assert "\x1b" in line

@@ -75,7 +75,7 @@ def test_attribute_and_item_access_check_types_and_run_callbacks():
     with pytest.raises(Error):
         options.foo_bar = "4"
     with pytest.raises(AttributeError):
-        options.missing
+        _ = options.missing
     with pytest.raises(AttributeError):
         options.missing = 1
     assert "foo_bar" in options and "missing" not in options
@@ -167,3 +167,15 @@ def test_global_options_define_logging_options():
     from squall import options as module
 
     assert "logging" in module.options and "log_file_prefix" in module.options
+
+
+def test_module_level_define_groups_under_the_calling_file():
+    from squall import options as module
+
+    module.define("test_options_module_level_flag", default=7, help="defined by a test")
+    assert module.options.group_dict(__file__) == {"test_options_module_level_flag": 7}
+    stream = io.StringIO()
+    module.print_help(stream)
+    assert "--test-options-module-level-flag" in stream.getvalue()
+    assert module.parse_command_line(["prog", "--test-options-module-level-flag=9"], final=False) == []
+    assert module.options.test_options_module_level_flag == 9

@@ -120,7 +120,7 @@ class ErrorRaisingHandler(RequestHandler):
     def get(self):
         kind = self.get_argument("kind")
         if kind == "zero":
-            1 / 0
+            raise ZeroDivisionError("division by zero")
         if kind == "http":
             raise HTTPError(418, "teapot %s", "log only")
         if kind == "reason":

@@ -56,6 +56,8 @@ _CREDENTIAL_HEADERS = ("Authorization", "Cookie", "Proxy-Authorization")
 # Headers describing the body; dropped when a redirect turns the request into a GET.
 _BODY_HEADERS = ("Content-Length", "Content-Type", "Content-Encoding", "Transfer-Encoding")
 
+_TARGET_SAFE = "".join(chr(code) for code in range(0x21, 0x7F))
+_PLAIN_TARGET = re.compile(r"[\x21-\x7e]+")
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _FORBIDDEN_IN_VALUE = re.compile(r"[\r\n\x00]")
 
@@ -484,6 +486,10 @@ class _HTTPConnection(httputil.HTTPMessageDelegate):
             headers["Accept-Encoding"] = "gzip"
 
         target = (parsed.path or "/") + ("?" + parsed.query if parsed.query else "")
+        if not _PLAIN_TARGET.fullmatch(target):
+            # Spaces, controls and non-ASCII would break (or smuggle into) the request
+            # line; encode them the way browsers do, leaving existing escapes alone.
+            target = urllib.parse.quote(target, safe=_TARGET_SAFE, encoding="utf-8")
         if self._proxy is not None and parsed.scheme == "http":
             # A plain HTTP proxy takes the absolute URI, without credentials.
             target = f"http://{netloc}{target}"

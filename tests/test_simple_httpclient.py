@@ -1241,3 +1241,16 @@ def test_pool_expires_idle_connections() -> None:
         assert len(pool) == 0
 
     run(main)
+
+
+def test_request_target_is_percent_encoded_where_needed() -> None:
+    async def main() -> None:
+        async with Server(hello) as server:
+            client = make_client()
+            try:
+                await client.fetch(server.url("/a b/é?x=1 2&y=%41"))
+            finally:
+                client.close()
+        assert server.requests[0].target == "/a%20b/%C3%A9?x=1%202&y=%41"
+
+    run(main)

@@ -105,6 +105,9 @@ _TIMEDELTA_PART = re.compile(
     r"\s*([-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)\s*([a-zA-Z]*)\s*"
 )
 
+# An integer range like 1:1000000000 would otherwise expand into an enormous list.
+_MAX_MULTIPLE_ITEMS = 100_000
+
 # Help layout: option names padded to this width, descriptions wrapped to fit 79 columns.
 _HELP_NAME_WIDTH = 30
 _HELP_TEXT_WIDTH = 79 - _HELP_NAME_WIDTH - 5
@@ -163,7 +166,12 @@ class _Option:
             for part in text.split(","):
                 if issubclass(self.type, numbers.Integral) and ":" in part:
                     low, _, high = part.partition(":")
-                    items.extend(range(self._convert(low), self._convert(high) + 1))
+                    span = range(self._convert(low), self._convert(high) + 1)
+                    if len(items) + len(span) > _MAX_MULTIPLE_ITEMS:
+                        raise Error(
+                            f"Option {self.name!r}: more than {_MAX_MULTIPLE_ITEMS} values"
+                        )
+                    items.extend(span)
                 else:
                     items.append(self._convert(part))
             value: Any = items

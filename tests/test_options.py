@@ -63,6 +63,8 @@ def test_datetime_timedelta_bool_and_multiple_types():
         options.parse_command_line(["prog", "--when=yesterday"])
     with pytest.raises(Error):
         options.parse_command_line(["prog", "--span=3 fortnights"])
+    with pytest.raises(Error, match="more than"):
+        options.parse_command_line(["prog", "--ids=1:1000000000000"])
 
 
 def test_attribute_and_item_access_check_types_and_run_callbacks():

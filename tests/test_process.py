@@ -187,3 +187,26 @@ def test_stderr_stream():
         assert await child.wait_for_exit() == 0
 
     run_on_ioloop(main)
+
+
+def test_exit_is_noticed_without_pidfd_support(monkeypatch):
+    # Where pidfds are unavailable (macOS, old kernels) a waiting thread reports the exit.
+    monkeypatch.setattr(process, "_open_pidfd", lambda pid: None)
+
+    async def main():
+        child = process.Subprocess([sys.executable, "-c", "raise SystemExit(4)"])
+        assert await child.wait_for_exit(raise_error=False) == 4
+        assert child.returncode == 4
+
+    run_on_ioloop(main)
+
+
+def test_exit_callback_after_the_child_already_exited():
+    async def main():
+        child = process.Subprocess([sys.executable, "-c", "pass"])
+        child.proc.wait()
+        done = asyncio.get_running_loop().create_future()
+        child.set_exit_callback(done.set_result)
+        assert await done == 0
+
+    run_on_ioloop(main)

@@ -171,6 +171,7 @@ class BaseIOStream:
         self._paused_for_buffer = False
         self._reading_paused = False
         self._protocol = _StreamProtocol(self)
+        self._copy_mutable_writes = type(self._loop).__module__.startswith("uvloop")
 
     # ---------------------------------------------------------------- subclass interface
 
@@ -317,7 +318,17 @@ class BaseIOStream:
         if len(self._read_buffer) >= self.max_buffer_size and self._read_kind != _READ_INTO:
             self._fail_buffer_full()
             return
+        error = self._descriptor_error()
+        if error is not None:
+            # The descriptor was closed behind the transport's back: fail now, before the
+            # loop trips over it (or over whatever reuses its number).
+            self.close(exc_info=error)
+            self._clear_read()
+            raise error
         self._maybe_resume_for_buffer()
+
+    def _descriptor_error(self) -> OSError | None:
+        return None
 
     def _closed_cleanly(self) -> bool:
         return self.error is None or _is_connection_reset(self.error)
@@ -590,7 +601,9 @@ class BaseIOStream:
         if data:
             self._write_nowait(data)
         future: asyncio.Future[None] = self._loop.create_future()
-        if not self.writing():
+        transport = self._write_transport
+        # A transport that is already closing failed the write; connection_lost fails the future.
+        if not self.writing() and (transport is None or not transport.is_closing()):
             future.set_result(None)
         else:
             self._write_futures.append(future)
@@ -610,6 +623,11 @@ class BaseIOStream:
             if pending + len(data) > self.max_write_buffer_size:
                 raise StreamBufferFullError("Reached maximum write buffer size")
         if transport is not None:
+            if self._copy_mutable_writes and (
+                type(data) is bytearray or (type(data) is memoryview and not data.readonly)
+            ):
+                # uvloop keeps a view of unsent data; a copy lets the caller reuse its buffer.
+                data = bytes(data)
             transport.write(data)
         else:
             self._write_buffer.append(data)
@@ -637,7 +655,8 @@ class BaseIOStream:
             transport.set_write_buffer_limits(high=0)
             if self._write_buffer:
                 transport.write(self._write_buffer.take_all())
-            if self._write_futures and not transport.get_write_buffer_size():
+            # While connecting, write futures wait for the connect future to resolve first.
+            if self._connect_future is None and not transport.get_write_buffer_size():
                 self._resume_writing()
         if self._paused_by_user or self._paused_for_buffer:
             self._reading_paused = False
@@ -673,16 +692,16 @@ class BaseIOStream:
 
     def _close_transports(self) -> None:
         task = self._attach_task
-        if task is not None and not task.done():
+        if task is not None and not task.done() and asyncio.current_task(self._loop) is not task:
             task.cancel()
         transport = self._transport
         writer = self._write_transport
         self._transport = None
         self._write_transport = None
-        for item in (transport, writer):
+        for item in (transport, writer) if writer is not transport else (transport,):
             if item is None or item.is_closing():
                 continue
-            if hasattr(item, "get_write_buffer_size") and item.get_write_buffer_size():
+            if item is writer and item.get_write_buffer_size():
                 # Unsent bytes are dropped, as when a socket is closed with data queued.
                 item.abort()
             else:
@@ -785,13 +804,42 @@ class IOStream(BaseIOStream):
 
     def close_fd(self) -> None:
         had_transport = self._transport is not None or self._write_transport is not None
-        attaching = self._attach_task is not None and not self._attach_task.done()
+        attaching = self._attaching_elsewhere()
         self._close_transports()
-        if not had_transport and not attaching and self.socket is not None:
+        if not had_transport and not attaching:
+            # Nobody else owns the socket yet (a cancelled attach closes it itself).
             try:
-                self.socket.close()
-            except OSError:
+                self._plain_socket().close()
+            except (OSError, AttributeError):
                 pass
+
+    def _descriptor_error(self) -> OSError | None:
+        if self._transport is None:
+            return None
+        try:
+            fd = self._plain_socket().fileno()
+            if fd >= 0:
+                os.fstat(fd)
+        except OSError as exc:
+            return exc
+        except (AttributeError, ValueError):
+            return None
+        return None
+
+    def _connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # The loop may have taken the socket object over (uvloop detaches it): from now on
+        # the transport's view of the socket is the live one.
+        sock = transport.get_extra_info("socket")
+        if sock is not None and not self._closed:
+            self._set_plain_socket(sock)
+        super()._connection_made(transport)
+
+    def _set_plain_socket(self, sock: Any) -> None:
+        self.socket = sock
+
+    def _attaching_elsewhere(self) -> bool:
+        task = self._attach_task
+        return task is not None and not task.done() and asyncio.current_task(self._loop) is not task
 
     def get_fd_error(self) -> Exception | None:
         code = self.socket.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
@@ -843,6 +891,8 @@ class IOStream(BaseIOStream):
         self._connect_future = None
         if future is not None and not future.done():
             future.set_result(self)
+        if self._write_futures and not self.writing():
+            self._resume_writing()
 
     def _fail_connect(self, exc: BaseException) -> None:
         self.close(exc_info=exc)
@@ -916,6 +966,8 @@ class IOStream(BaseIOStream):
             return
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1 if value else 0)
+        except ValueError:
+            return  # a socket view whose descriptor is already gone
         except OSError as exc:
             # The connection may already be gone (EINVAL on some platforms).
             if exc.errno != errno.EINVAL and not self._closed:
@@ -987,6 +1039,10 @@ class SSLIOStream(IOStream):
     def _plain_socket(self) -> Any:
         return self._raw_socket
 
+    def _set_plain_socket(self, sock: Any) -> None:
+        self._raw_socket = sock
+        self.socket = _TLSSocketView(sock, self)
+
     def _ssl_object(self) -> Any:
         transport = self._transport
         if transport is None or not self._handshake_done:
@@ -1057,13 +1113,13 @@ class SSLIOStream(IOStream):
     def _peer_name(self) -> Any:
         try:
             return self._raw_socket.getpeername()
-        except (OSError, AttributeError):
+        except (OSError, AttributeError, ValueError):
             return None
 
     def _fileno_for_log(self) -> Any:
         try:
             return self._raw_socket.fileno()
-        except (OSError, AttributeError):
+        except (OSError, AttributeError, ValueError):
             return -1
 
     def _start_handshake(
@@ -1160,7 +1216,7 @@ class SSLIOStream(IOStream):
         if raw is not None and not raw.is_closing():
             raw.abort()  # type: ignore[attr-defined]
         had_transport = self._transport is not None
-        attaching = self._attach_task is not None and not self._attach_task.done()
+        attaching = self._attaching_elsewhere()
         self._close_transports()
         if not had_transport and not attaching and raw is None:
             try:
@@ -1174,6 +1230,8 @@ class SSLIOStream(IOStream):
             return
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1 if value else 0)
+        except ValueError:
+            return  # a socket view whose descriptor is already gone
         except OSError as exc:
             if exc.errno != errno.EINVAL and not self._closed:
                 raise

@@ -60,7 +60,9 @@ def _stderr_supports_color() -> bool:
             curses.setupterm()
             if curses.tigetnum("colors") > 0:
                 return True
-        if colorama is not None and sys.stderr is getattr(colorama.initialise, "wrapped_stderr", object()):
+        # On Windows, colorama translates escapes only on the stderr it wrapped.
+        wrapped_stderr = getattr(getattr(colorama, "initialise", None), "wrapped_stderr", None)
+        if wrapped_stderr is not None and sys.stderr is wrapped_stderr:
             return True
     except Exception:
         # A terminal curses cannot describe (TERM unset, unknown terminfo) gets no colour.

@@ -557,7 +557,8 @@ class BaseIOStream:
 
     def _resume_writing(self) -> None:
         futures = self._write_futures
-        if futures:
+        # While connecting, write futures wait for the connect future to resolve first.
+        if futures and self._connect_future is None:
             self._write_futures = []
             for future in futures:
                 if not future.done():
@@ -655,9 +656,7 @@ class BaseIOStream:
             transport.set_write_buffer_limits(high=0)
             if self._write_buffer:
                 transport.write(self._write_buffer.take_all())
-            # While connecting, write futures wait for the connect future to resolve first.
-            if self._connect_future is None and not transport.get_write_buffer_size():
-                self._resume_writing()
+            self._resolve_drained_writes()
         if self._paused_by_user or self._paused_for_buffer:
             self._reading_paused = False
             self._set_reading_paused()
@@ -668,7 +667,16 @@ class BaseIOStream:
         transport.set_write_buffer_limits(high=0)
         if self._write_buffer:
             transport.write(self._write_buffer.take_all())
-        if self._write_futures and not transport.get_write_buffer_size():
+        self._resolve_drained_writes()
+
+    def _resolve_drained_writes(self) -> None:
+        transport = self._write_transport
+        if (
+            self._write_futures
+            and transport is not None
+            and not transport.is_closing()
+            and not transport.get_write_buffer_size()
+        ):
             self._resume_writing()
 
     # ---------------------------------------------------------------- closing
@@ -891,8 +899,7 @@ class IOStream(BaseIOStream):
         self._connect_future = None
         if future is not None and not future.done():
             future.set_result(self)
-        if self._write_futures and not self.writing():
-            self._resume_writing()
+        self._resolve_drained_writes()
 
     def _fail_connect(self, exc: BaseException) -> None:
         self.close(exc_info=exc)

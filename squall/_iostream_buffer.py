@@ -94,7 +94,7 @@ class _StreamBuffer:
             pos = 0
         if pos and not buffers[0][0]:
             # Trim consumed bytes from an owned bytearray (amortised O(1) in CPython).
-            del buffers[0][1][:pos]
+            del buffers[0][1][:pos]  # type: ignore[union-attr]
             pos = 0
         self._first_pos = pos
 

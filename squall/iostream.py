@@ -108,14 +108,12 @@ class _StreamProtocol(asyncio.Protocol):
             self.bind(stream)
 
     def bind(self, stream: BaseIOStream) -> None:
-        self.connection_made = stream._connection_made  # type: ignore[method-assign]
-        self.data_received = (  # type: ignore[method-assign]
-            stream._data_handler or stream._data_received
-        )
-        self.eof_received = stream._eof_received  # type: ignore[method-assign]
-        self.connection_lost = stream._connection_lost  # type: ignore[method-assign]
-        self.pause_writing = stream._pause_writing  # type: ignore[method-assign]
-        self.resume_writing = stream._resume_writing  # type: ignore[method-assign]
+        self.connection_made = stream._connection_made  # type: ignore[method-assign,assignment]
+        self.data_received = stream._data_handler or stream._data_received  # type: ignore[method-assign,assignment]
+        self.eof_received = stream._eof_received  # type: ignore[method-assign,assignment]
+        self.connection_lost = stream._connection_lost  # type: ignore[method-assign,assignment]
+        self.pause_writing = stream._pause_writing  # type: ignore[method-assign,assignment]
+        self.resume_writing = stream._resume_writing  # type: ignore[method-assign,assignment]
 
 
 def _exception_from_exc_info(exc_info: _ExcInfo) -> BaseException | None:
@@ -163,8 +161,9 @@ class BaseIOStream:
         self._close_callback: Callable[[], None] | None = None
         self._connect_future: asyncio.Future[Any] | None = None
         self._closed = False
-        self._transport: asyncio.BaseTransport | None = None
-        self._write_transport: asyncio.WriteTransport | None = None
+        # Typed loosely: uvloop's transports do not derive from asyncio's transport classes.
+        self._transport: Any = None
+        self._write_transport: Any = None
         self._attach_task: asyncio.Future[Any] | None = None
         self._data_handler: Callable[[bytes], Any] | None = None
         self._paused_by_user = False
@@ -322,6 +321,7 @@ class BaseIOStream:
         if error is not None:
             # The descriptor was closed behind the transport's back: fail now, before the
             # loop trips over it (or over whatever reuses its number).
+            self._forget_descriptor()
             self.close(exc_info=error)
             self._clear_read()
             raise error
@@ -329,6 +329,9 @@ class BaseIOStream:
 
     def _descriptor_error(self) -> OSError | None:
         return None
+
+    def _forget_descriptor(self) -> None:
+        """Stop the file object from closing a descriptor number it no longer owns."""
 
     def _closed_cleanly(self) -> bool:
         return self.error is None or _is_connection_reset(self.error)
@@ -575,7 +578,7 @@ class BaseIOStream:
             raise RuntimeError("cannot take over reads while a read is pending")
         self._data_handler = handler
         protocol = self._protocol
-        protocol.data_received = handler or self._data_received  # type: ignore[method-assign]
+        protocol.data_received = handler or self._data_received  # type: ignore[method-assign,assignment]
         transport = self._transport
         if transport is not None and not transport.is_closing():
             # Some loops (uvloop) cache the protocol's callbacks; setting it again refreshes them.
@@ -646,7 +649,7 @@ class BaseIOStream:
 
     # ---------------------------------------------------------------- transport attachment
 
-    def _connection_made(self, transport: asyncio.BaseTransport) -> None:
+    def _connection_made(self, transport: Any) -> None:
         if self._closed:
             transport.abort()  # type: ignore[attr-defined]
             return
@@ -834,7 +837,15 @@ class IOStream(BaseIOStream):
             return None
         return None
 
-    def _connection_made(self, transport: asyncio.BaseTransport) -> None:
+    def _forget_descriptor(self) -> None:
+        sock = self._plain_socket()
+        inner = getattr(sock, "_sock", sock)  # asyncio's TransportSocket wraps the socket
+        try:
+            inner.detach()
+        except Exception:
+            pass  # nothing to detach (uvloop already owns the descriptor)
+
+    def _connection_made(self, transport: Any) -> None:
         # The loop may have taken the socket object over (uvloop detaches it): from now on
         # the transport's view of the socket is the live one.
         sock = transport.get_extra_info("socket")
@@ -1093,7 +1104,7 @@ class SSLIOStream(IOStream):
             return
         self._handshake_succeeded()
 
-    def _connection_made(self, transport: asyncio.BaseTransport) -> None:
+    def _connection_made(self, transport: Any) -> None:
         self._handshake_done = True
         super()._connection_made(transport)
 
@@ -1290,7 +1301,7 @@ class PipeIOStream(BaseIOStream):
         except Exception as exc:
             self.close(exc_info=exc)
 
-    def _connection_made(self, transport: asyncio.BaseTransport) -> None:
+    def _connection_made(self, transport: Any) -> None:
         if self._closed:
             transport.abort()  # type: ignore[attr-defined]
             return

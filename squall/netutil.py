@@ -71,7 +71,8 @@ def bind_sockets(
     bound_port = None
     seen: set[tuple[Any, Any]] = set()
     infos = socket.getaddrinfo(address, port, family, socket.SOCK_STREAM, 0, flags)
-    for af, socktype, proto, _canonname, sockaddr in sorted(infos, key=lambda info: info[0]):
+    for af, socktype, proto, _canonname, resolved in sorted(infos, key=lambda info: info[0]):
+        sockaddr: tuple[Any, ...] = tuple(resolved)
         key = (af, sockaddr)
         if key in seen:
             continue

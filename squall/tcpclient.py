@@ -251,7 +251,7 @@ class TCPClient:
                 self._create_stream, max_buffer_size, source_ip=source_ip, source_port=source_port
             ),
         )
-        af, addr, stream = await connector.start(connect_timeout=deadline)
+        _family, addr, stream = await connector.start(connect_timeout=deadline)
         if ssl_options is None:
             return stream  # type: ignore[no-any-return]
         handshake = stream.start_tls(False, ssl_options=ssl_options, server_hostname=host)

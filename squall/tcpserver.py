@@ -151,15 +151,15 @@ class TCPServer:
 
     def _protocol_factory(self) -> _StreamProtocol:
         protocol = _StreamProtocol()
-        protocol.connection_made = lambda transport: self._on_connection(  # type: ignore[method-assign]
+        protocol.connection_made = lambda transport: self._on_connection(  # type: ignore[method-assign,assignment]
             protocol, transport
         )
         # Until connection_made builds the stream nothing else can arrive; keep asyncio happy.
-        protocol.data_received = _drop  # type: ignore[method-assign]
-        protocol.eof_received = _no_keep_open  # type: ignore[method-assign]
-        protocol.connection_lost = _drop  # type: ignore[method-assign]
-        protocol.pause_writing = _noop  # type: ignore[method-assign]
-        protocol.resume_writing = _noop  # type: ignore[method-assign]
+        protocol.data_received = _drop  # type: ignore[method-assign,assignment]
+        protocol.eof_received = _no_keep_open  # type: ignore[method-assign,assignment]
+        protocol.connection_lost = _drop  # type: ignore[method-assign,assignment]
+        protocol.pause_writing = _noop  # type: ignore[method-assign,assignment]
+        protocol.resume_writing = _noop  # type: ignore[method-assign,assignment]
         return protocol
 
     def _on_connection(self, protocol: _StreamProtocol, transport: Any) -> None:

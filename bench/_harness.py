@@ -80,7 +80,7 @@ def _latency(text: str, percentile: str) -> float:
 
 
 def run_wrk(url: str, seconds: float, connections: int = 64) -> WrkResult:
-    argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url]
+    argv = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", url]
     text = subprocess.run(
         pinned(LOAD_CORE, argv), capture_output=True, text=True, check=True, timeout=seconds + 30
     ).stdout

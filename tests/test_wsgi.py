@@ -13,7 +13,7 @@ from squall.wsgi import WSGIContainer, to_wsgi_str
 
 
 def echo_environ(environ: dict[str, Any], start_response: Any) -> list[bytes]:
-    body = environ["wsgi.input"].read()
+    body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
     start_response("201 Made Up", [("Content-Type", "text/plain"), ("X-Seen", "yes")])
     lines = [
         f"{key}={environ.get(key)}"

@@ -462,8 +462,8 @@ class _HTTPConnection(httputil.HTTPMessageDelegate):
         else:
             # A cross-origin redirect cleared the request's credentials; the client's
             # defaults must not put them back for the new origin.
-            if getattr(self._original(), "_credentials_stripped", False):
-                own = self._plain_request()
+            own = self._plain_request()
+            if getattr(own, "_credentials_stripped", False):
                 username, password = own.auth_username, own.auth_password or ""
             elif request.auth_username is not None:
                 username, password = request.auth_username, request.auth_password or ""

@@ -865,12 +865,20 @@ def test_cross_origin_redirect_drops_credentials() -> None:
                     await client.fetch(origin.url("/stay"), headers=secrets)
                 finally:
                     client.close()
+                same_origin = origin.requests[-1]
+                # Credentials from the client's defaults stay behind as well.
+                defaulted = make_client(defaults={"auth_username": "me", "auth_password": "pw"})
+                try:
+                    await defaulted.fetch(origin.url("/away"))
+                finally:
+                    defaulted.close()
+                assert origin.requests[-1].headers["authorization"] == "Basic bWU6cHc="
         for request in target.requests:
             assert "authorization" not in request.headers
             assert "cookie" not in request.headers
             assert "proxy-authorization" not in request.headers
+        assert len(target.requests) == 3
         assert target.requests[0].headers["x-other"] == "kept"
-        same_origin = origin.requests[-1]
         assert same_origin.target == "/here"
         assert same_origin.headers["authorization"] == "Bearer secret"
         assert same_origin.headers["cookie"] == "session=secret"

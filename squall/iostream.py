@@ -654,6 +654,12 @@ class BaseIOStream:
             transport.abort()  # type: ignore[attr-defined]
             return
         self._transport = transport
+        connect_future = self._connect_future
+        if connect_future is not None:
+            # Connected: resolve now, before an immediate EOF could close the stream first.
+            self._connect_future = None
+            if not connect_future.done():
+                connect_future.set_result(self)
         if hasattr(transport, "write"):
             self._write_transport = transport  # type: ignore[assignment]
             transport.set_write_buffer_limits(high=0)

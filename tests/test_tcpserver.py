@@ -1,0 +1,187 @@
+"""Behaviour of squall.tcpserver.TCPServer."""
+
+import asyncio
+import logging
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from squall import netutil
+from squall.iostream import IOStream, SSLIOStream, StreamClosedError
+from squall.tcpserver import TCPServer
+
+CERT_DIR = os.path.join(os.path.dirname(__file__), "..", "squall", "test")
+SERVER_SSL = {"certfile": os.path.join(CERT_DIR, "test.crt"), "keyfile": os.path.join(CERT_DIR, "test.key")}
+
+
+class UpperServer(TCPServer):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.addresses = []
+
+    async def handle_stream(self, stream, address):
+        self.addresses.append(address)
+        try:
+            while True:
+                line = await stream.read_until(b"\n")
+                await stream.write(line.upper())
+        except StreamClosedError:
+            pass
+
+
+def listening_socket():
+    (sock,) = netutil.bind_sockets(0, "127.0.0.1", family=socket.AF_INET)
+    return sock, sock.getsockname()[1]
+
+
+async def test_handle_stream_serves_each_connection_with_its_address():
+    sock, port = listening_socket()
+    server = UpperServer()
+    server.add_socket(sock)
+    client = IOStream(socket.socket())
+    try:
+        await client.connect(("127.0.0.1", port))
+        client.write(b"hello\n")
+        assert await client.read_until(b"\n") == b"HELLO\n"
+        assert server.addresses[0][0] == "127.0.0.1"
+    finally:
+        client.close()
+        server.stop()
+
+
+async def test_listen_binds_and_accepts():
+    server = UpperServer()
+    sock, port = listening_socket()
+    sock.close()  # free a known port number for listen() to take
+    server.listen(port, address="127.0.0.1")
+    client = IOStream(socket.socket())
+    try:
+        await client.connect(("127.0.0.1", port))
+        client.write(b"x\n")
+        assert await client.read_until(b"\n") == b"X\n"
+    finally:
+        client.close()
+        server.stop()
+
+
+async def test_default_handle_stream_closes_the_connection():
+    sock, port = listening_socket()
+    server = TCPServer()
+    server.add_socket(sock)
+    client = IOStream(socket.socket())
+    try:
+        await client.connect(("127.0.0.1", port))
+        assert await client.read_until_close() == b""
+    finally:
+        client.close()
+        server.stop()
+
+
+async def test_exception_in_coroutine_handler_is_logged(caplog):
+    class FailingServer(TCPServer):
+        async def handle_stream(self, stream, address):
+            await stream.read_bytes(5)
+            stream.close()
+            raise ZeroDivisionError("handler failed")
+
+    sock, port = listening_socket()
+    server = FailingServer()
+    server.add_socket(sock)
+    client = IOStream(socket.socket())
+    try:
+        with caplog.at_level(logging.ERROR, logger="squall.application"):
+            await client.connect(("127.0.0.1", port))
+            await client.write(b"hello")
+            await client.read_until_close()
+            for _ in range(100):
+                if "handler failed" in caplog.text:
+                    break
+                await asyncio.sleep(0.01)
+        assert "Exception in callback" in caplog.text
+    finally:
+        client.close()
+        server.stop()
+
+
+async def test_tls_server_hands_over_streams_before_the_handshake():
+    seen = []
+
+    class TLSServer(TCPServer):
+        async def handle_stream(self, stream, address):
+            seen.append((type(stream), stream.socket.cipher()))
+            await stream.wait_for_handshake()
+            await stream.write(b"secure\n")
+            stream.close()
+
+    sock, port = listening_socket()
+    server = TLSServer(ssl_options=SERVER_SSL)
+    server.add_socket(sock)
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    client = SSLIOStream(socket.socket(), ssl_options=context)
+    try:
+        await client.connect(("127.0.0.1", port))
+        assert await client.read_until(b"\n") == b"secure\n"
+        assert seen == [(SSLIOStream, None)]
+    finally:
+        client.close()
+        server.stop()
+
+
+async def test_stop_closes_listeners_and_is_idempotent():
+    sock, port = listening_socket()
+    server = TCPServer()
+    server.add_socket(sock)
+    server.stop()
+    server.stop()
+    client = IOStream(socket.socket())
+    with pytest.raises(StreamClosedError):
+        await client.connect(("127.0.0.1", port))
+
+
+def test_ssl_options_are_validated_up_front(tmp_path):
+    with pytest.raises(KeyError):
+        TCPServer(ssl_options={"keyfile": SERVER_SSL["keyfile"]})
+    with pytest.raises(ValueError):
+        TCPServer(ssl_options={"certfile": str(tmp_path / "missing.crt")})
+
+
+def test_start_twice_is_an_error():
+    server = TCPServer()
+    server.bind(0, address="127.0.0.1")
+
+    async def start_in_loop():
+        server.start()
+        with pytest.raises(RuntimeError):
+            server.start()
+        server.stop()
+
+    asyncio.run(start_in_loop())
+
+
+def test_bind_then_start_forks_workers():
+    code = textwrap.dedent(
+        """
+        from squall.ioloop import IOLoop
+        from squall.process import task_id
+        from squall.tcpserver import TCPServer
+
+        server = TCPServer()
+        server.bind(0, address="127.0.0.1")
+        server.start(2)
+        IOLoop.current().run_sync(lambda: None)
+        print(task_id(), end="")
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+        cwd=os.path.join(os.path.dirname(__file__), ".."),
+    )
+    assert result.returncode == 0, result.stderr
+    assert "".join(sorted(result.stdout)) == "01"

@@ -142,10 +142,11 @@ def parse_qs_bytes(
     Values stay bytes because their charset is not known at this point.
     """
     raw = qs.encode("latin1") if isinstance(qs, str) else qs
-    if max_num_fields is not None and raw.count(b"&") + 1 > max_num_fields:
+    fields = raw.split(b"&") if raw else []
+    if max_num_fields is not None and len(fields) > max_num_fields:
         raise ValueError("Max number of fields exceeded")
     result: dict[str, list[bytes]] = {}
-    for field in raw.split(b"&"):
+    for field in fields:
         if not field and not strict_parsing:
             continue
         name, has_value, value = field.partition(b"=")

@@ -189,6 +189,8 @@ def timedelta_to_seconds(td: Any) -> float:
 
 def _websocket_mask_python(mask: bytes, data: bytes) -> bytes:
     """XOR ``data`` with the 4-byte WebSocket ``mask`` repeated (RFC 6455 section 5.3)."""
+    if len(mask) != 4:
+        raise ValueError("a WebSocket mask must be exactly 4 bytes")
     length = len(data)
     if not length:
         return b""

@@ -54,6 +54,8 @@ def test_parse_qs_bytes():
     assert parsed == {"a": [b"1", b"2"], "b": [b"A +"], "c": [b""], "d": [b""]}
     assert parse_qs_bytes("%E9=%E9") == {"\xe9": [b"\xe9"]}
     assert parse_qs_bytes(b"c&d=") == {}
+    # An empty query string has no fields, even when parsing strictly.
+    assert parse_qs_bytes(b"", strict_parsing=True, max_num_fields=0) == {}
     with pytest.raises(ValueError):
         parse_qs_bytes(b"a=1&&b=2", strict_parsing=True)
     with pytest.raises(ValueError):

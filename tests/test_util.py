@@ -183,3 +183,9 @@ def test_websocket_mask_python_matches_bytewise_xor():
     expected = bytes(b ^ mask[i % 4] for i, b in enumerate(data))
     assert _websocket_mask_python(mask, data) == expected
     assert _websocket_mask_python(mask, b"") == b""
+
+
+def test_websocket_mask_python_requires_four_byte_mask():
+    for mask in (b"", b"abc", b"abcde"):
+        with pytest.raises(ValueError):
+            _websocket_mask_python(mask, b"data")

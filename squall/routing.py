@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from functools import partial
-from typing import Any, Pattern, Sequence, Union
+from typing import Any, Optional, Pattern, Sequence, Union
 from urllib.parse import quote as _url_quote
 from urllib.parse import unquote_to_bytes
 
@@ -66,8 +66,8 @@ class _RoutingDelegate(httputil.HTTPMessageDelegate):
     def __init__(
         self, router: Router, server_conn: object, request_conn: httputil.HTTPConnection
     ) -> None:
-        self.server_conn = server_conn
-        self.request_conn = request_conn
+        self.server_conn: object = server_conn
+        self.request_conn: Optional[httputil.HTTPConnection] = request_conn
         self.delegate: httputil.HTTPMessageDelegate | None = None
         self.router = router
 
@@ -77,18 +77,23 @@ class _RoutingDelegate(httputil.HTTPMessageDelegate):
         headers: httputil.HTTPHeaders,
     ) -> Any:
         assert isinstance(start_line, httputil.RequestStartLine)
+        request_conn = self.request_conn
         request = httputil.HTTPServerRequest(
-            connection=self.request_conn,
+            connection=request_conn,
             server_connection=self.server_conn,
             start_line=start_line,
             headers=headers,
         )
+        # The connection holds this delegate; holding the connection back would make a
+        # reference cycle that outlives the request.
+        self.request_conn = None
+        self.server_conn = None
         delegate = self.router.find_handler(request)
         if delegate is None:
             app_log.debug(
                 "Delegate for %s %s request not found", start_line.method, start_line.path
             )
-            delegate = _DefaultMessageDelegate(self.request_conn)
+            delegate = _DefaultMessageDelegate(request_conn)
         self.delegate = delegate
         return delegate.headers_received(start_line, headers)
 
@@ -97,8 +102,12 @@ class _RoutingDelegate(httputil.HTTPMessageDelegate):
         return self.delegate.data_received(chunk)
 
     def finish(self) -> None:
-        assert self.delegate is not None
-        self.delegate.finish()
+        delegate = self.delegate
+        assert delegate is not None
+        # After finish the connection tells the handler of a close through its close
+        # callback, not through this delegate; let go of it.
+        self.delegate = None
+        delegate.finish()
 
     def on_connection_close(self) -> None:
         if self.delegate is not None:

@@ -905,7 +905,13 @@ class RequestHandler:
             elif "Content-Length" not in self._headers:
                 self._headers["Content-Length"] = str(sum(map(len, self._write_buffer)))
         future = self.flush(include_footers=True)
-        self.request.connection.finish()  # type: ignore[union-attr]
+        connection = self.request.connection
+        assert connection is not None
+        connection.finish()
+        set_close_callback = getattr(connection, "set_close_callback", None)
+        if set_close_callback is not None:
+            # The connection would otherwise keep this handler alive through the callback.
+            set_close_callback(None)
         self._log()
         self._finished = True
         self.on_finish()
@@ -1659,7 +1665,6 @@ class _HandlerDelegate(httputil.HTTPMessageDelegate):
 
     __slots__ = (
         "application",
-        "connection",
         "request",
         "handler_class",
         "handler_kwargs",
@@ -1680,8 +1685,7 @@ class _HandlerDelegate(httputil.HTTPMessageDelegate):
         path_kwargs: Optional[Dict[str, bytes]],
     ) -> None:
         self.application = application
-        self.connection = request.connection
-        self.request = request
+        self.request: Optional[httputil.HTTPServerRequest] = request
         self.handler_class = handler_class
         self.handler_kwargs = handler_kwargs or {}
         self.path_args = path_args or []
@@ -1719,10 +1723,16 @@ class _HandlerDelegate(httputil.HTTPMessageDelegate):
         else:
             chunks = self.chunks
             if chunks:
-                self.request.body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-                _parse_request_body(self.request)
+                request = self.request
+                assert request is not None
+                request.body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                _parse_request_body(request)
             self.chunks = None
             self.execute()
+        # The request is the handler's now; references from here would only keep it
+        # alive longer.
+        self.handler = None
+        self.request = None
 
     def on_connection_close(self) -> None:
         if self.stream_request_body:
@@ -1740,10 +1750,12 @@ class _HandlerDelegate(httputil.HTTPMessageDelegate):
         if not settings.get("static_hash_cache", True):
             static_handler_class = settings.get("static_handler_class", StaticFileHandler)
             static_handler_class.reset()
-        handler = self.handler_class(self.application, self.request, **self.handler_kwargs)
+        request = self.request
+        assert request is not None
+        handler = self.handler_class(self.application, request, **self.handler_kwargs)
         self.handler = handler
         transform_classes = self.application.transforms
-        transforms = [t(self.request) for t in transform_classes] if transform_classes else []
+        transforms = [t(request) for t in transform_classes] if transform_classes else []
         if self.stream_request_body:
             loop = asyncio.get_event_loop()
             handler._prepared_future = loop.create_future()

@@ -78,6 +78,7 @@ class _RoutingDelegate(httputil.HTTPMessageDelegate):
     ) -> Any:
         assert isinstance(start_line, httputil.RequestStartLine)
         request_conn = self.request_conn
+        assert request_conn is not None
         request = httputil.HTTPServerRequest(
             connection=request_conn,
             server_connection=self.server_conn,

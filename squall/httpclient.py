@@ -8,6 +8,7 @@ otherwise). ``HTTPClient`` wraps it for blocking code by running a private event
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import functools
 import ssl
@@ -45,6 +46,10 @@ def _current_io_loop() -> IOLoop:
     return io_loop
 
 
+async def _next_iteration() -> None:
+    await asyncio.sleep(0)
+
+
 class HTTPClient:
     """A blocking HTTP client, for code that does not run on an event loop.
 
@@ -77,6 +82,13 @@ class HTTPClient:
         if not self._closed:
             self._closed = True
             self._async_client.close()
+            try:
+                # Closing pooled connections finishes on the next loop iteration; give it
+                # that before the loop goes away, or their transports leak.
+                self._io_loop.run_sync(_next_iteration)
+            except Exception:
+                # Too late to run the loop (interpreter shutdown, say); closing must not fail.
+                pass
             self._io_loop.close()
 
     def fetch(self, request: HTTPRequest | str, **kwargs: Any) -> HTTPResponse:

@@ -19,6 +19,7 @@ import urllib.parse
 from typing import Any, Dict, Generator, List, Optional, Tuple, Union
 
 from squall import web
+from squall._web_handlers import _is_protocol_relative
 from squall.log import gen_log
 
 HTTPError = web.HTTPError
@@ -387,5 +388,3 @@ class StaticFileHandler(web.RequestHandler):
                 hashes.popitem(last=False)
         return version
 
-
-_is_protocol_relative = web._is_protocol_relative

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import datetime
 import email.utils
-import functools
 import hashlib
 import hmac
 import http.client
@@ -37,7 +36,6 @@ import time
 import traceback
 import types
 import urllib.parse
-import warnings
 from typing import (
     TYPE_CHECKING,
     Any,
@@ -55,6 +53,7 @@ from typing import (
 
 import squall
 from squall import escape, httputil
+from squall._web_cookies import _format_timestamp, format_set_cookie
 from squall._web_signing import (
     DEFAULT_SIGNED_VALUE_MIN_VERSION,
     DEFAULT_SIGNED_VALUE_VERSION,
@@ -178,23 +177,6 @@ class _DateCache:
 _date_cache = _DateCache()
 
 
-def _format_timestamp(ts: Union[int, float, tuple, time.struct_time, datetime.datetime]) -> str:
-    if isinstance(ts, datetime.datetime):
-        if ts.tzinfo is None:
-            seconds = ts.replace(tzinfo=datetime.timezone.utc).timestamp()
-        else:
-            seconds = ts.timestamp()
-    elif isinstance(ts, (int, float)):
-        seconds = ts
-    elif isinstance(ts, (tuple, time.struct_time)):
-        import calendar
-
-        seconds = calendar.timegm(ts)
-    else:
-        raise TypeError(f"unknown timestamp type: {ts!r}")
-    return email.utils.formatdate(seconds, usegmt=True)
-
-
 class HTTPError(Exception):
     """An exception that turns into an HTTP error response.
 
@@ -253,35 +235,6 @@ class MissingArgumentError(HTTPError):
 # text is also shown in the default error page.
 _UNSAFE_HEADER_CHARS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _UNSAFE_REASON_CHARS = re.compile(r"[\x00-\x1f\x7f<>]")
-# Cookie names and attributes: no controls, separators or spaces.
-_UNSAFE_COOKIE_ATTRIBUTE = re.compile(r"[\x00-\x20\x7f;]")
-_UNSAFE_COOKIE_VALUE = re.compile(r"[\x00-\x20\x7f]")
-_PLAIN_COOKIE_VALUE = re.compile(r"^[A-Za-z0-9!#$%&'*+\-.^_`|~:]*$")
-_cookie_quoter = http.cookies.SimpleCookie()
-
-# Cookie attributes set_cookie accepts, with how each is written in Set-Cookie.
-_COOKIE_ATTRIBUTES = {
-    "comment": "Comment",
-    "domain": "Domain",
-    "expires": "expires",
-    "httponly": "HttpOnly",
-    "max-age": "Max-Age",
-    "partitioned": "Partitioned",
-    "path": "Path",
-    "samesite": "SameSite",
-    "secure": "Secure",
-    "version": "Version",
-}
-_COOKIE_FLAGS = frozenset(("httponly", "partitioned", "secure"))
-
-
-def _is_protocol_relative(path: str) -> bool:
-    """Whether a browser would read ``path`` as ``//host/...`` (backslashes count as
-    slashes, tabs and newlines are dropped)."""
-    cleaned = path.replace("\t", "").replace("\r", "").replace("\n", "").replace("\\", "/")
-    return cleaned.startswith("//")
-
-
 class RequestHandler:
     """Base class for HTTP request handlers.
 
@@ -561,81 +514,23 @@ class RequestHandler:
         """Queue a ``Set-Cookie`` header. Names and attributes with control characters,
         spaces or ``;`` raise :class:`http.cookies.CookieError`; values with control
         characters or spaces raise ValueError."""
-        name = escape.native_str(name)
-        value = escape.native_str(value)
-        if not name or _UNSAFE_COOKIE_ATTRIBUTE.search(name) or "=" in name:
-            raise http.cookies.CookieError(f"Invalid cookie attribute name={name!r}")
-        if _UNSAFE_COOKIE_VALUE.search(value):
-            raise ValueError(f"Invalid cookie {name!r}: {value!r}")
-        attributes: Dict[str, Any] = {}
-        if domain:
-            attributes["domain"] = ("domain", domain)
-        if expires_days is not None and not expires:
-            expires = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(
-                days=expires_days
-            )
-        if expires:
-            attributes["expires"] = ("expires", _format_timestamp(expires))
-        if path:
-            attributes["path"] = ("path", path)
-        if max_age is not None:
-            # int() refuses strings that would smuggle extra attributes into the header.
-            attributes["max-age"] = ("max_age", str(int(max_age)))
-        if httponly:
-            attributes["httponly"] = ("httponly", True)
-        if secure:
-            attributes["secure"] = ("secure", True)
-        if samesite:
-            attributes["samesite"] = ("samesite", samesite)
-        for given_name, attribute_value in kwargs.items():
-            key = given_name.lower()
-            if key == "max_age":
-                key = "max-age"
-            if key not in _COOKIE_ATTRIBUTES:
-                raise http.cookies.CookieError(f"Invalid attribute {given_name!r}")
-            if given_name != key and given_name != "max_age":
-                warnings.warn(
-                    f"cookie attribute {given_name!r} should be written in lower case",
-                    DeprecationWarning,
-                    stacklevel=2,
-                )
-            if key == "max-age":
-                attribute_value = str(int(attribute_value))
-            elif key == "expires" and attribute_value:
-                attribute_value = _format_timestamp(attribute_value)
-            if key in _COOKIE_FLAGS:
-                if attribute_value:
-                    attributes[key] = (given_name, True)
-                else:
-                    attributes.pop(key, None)
-            elif attribute_value is None or attribute_value == "":
-                attributes.pop(key, None)
-            else:
-                attributes[key] = (given_name, attribute_value)
-        parts = [name + "=" + self._quote_cookie_value(value)]
-        for key in sorted(attributes):
-            given_name, attribute_value = attributes[key]
-            label = _COOKIE_ATTRIBUTES[key]
-            if attribute_value is True:
-                parts.append(label)
-                continue
-            text = str(attribute_value)
-            if _UNSAFE_COOKIE_ATTRIBUTE.search(text) and not (
-                key == "expires" and ";" not in text
-            ):
-                raise http.cookies.CookieError(
-                    f"Invalid cookie attribute {given_name}={text!r} for cookie {name!r}"
-                )
-            parts.append(label + "=" + text)
+        header = format_set_cookie(
+            name,
+            value,
+            domain=domain,
+            expires=expires,
+            path=path,
+            expires_days=expires_days,
+            max_age=max_age,
+            httponly=httponly,
+            secure=secure,
+            samesite=samesite,
+            extra=kwargs,
+        )
         if self._new_cookies is None:
             self._new_cookies = {}
-        self._new_cookies[name] = "; ".join(parts)
-
-    @staticmethod
-    def _quote_cookie_value(value: str) -> str:
-        if _PLAIN_COOKIE_VALUE.match(value) is not None and value:
-            return value
-        return _cookie_quoter.value_encode(value)[1]
+        # A second cookie of the same name replaces the first, attributes and all.
+        self._new_cookies[escape.native_str(name)] = header
 
     def clear_cookie(self, name: str, **kwargs: Any) -> None:
         """Delete a cookie in the browser (give the same path and domain it was set with)."""
@@ -1396,79 +1291,6 @@ def _has_stream_request_body(cls: Type[RequestHandler]) -> bool:
     return cls._stream_request_body
 
 
-def removeslash(
-    method: Callable[..., Optional[Awaitable[None]]],
-) -> Callable[..., Optional[Awaitable[None]]]:
-    """Method decorator: redirect ``/path/`` to ``/path`` (GET/HEAD), else 404."""
-
-    @functools.wraps(method)
-    def wrapper(self: RequestHandler, *args: Any, **kwargs: Any) -> Optional[Awaitable[None]]:
-        path = self.request.path
-        if path.endswith("/"):
-            if self.request.method in ("GET", "HEAD"):
-                target = path.rstrip("/")
-                if target:
-                    if _is_protocol_relative(target):
-                        raise HTTPError(403, "cannot redirect path with two initial slashes")
-                    if self.request.query:
-                        target += "?" + self.request.query
-                    self.redirect(target, permanent=True)
-                    return None
-            else:
-                raise HTTPError(404)
-        return method(self, *args, **kwargs)
-
-    return wrapper
-
-
-def addslash(
-    method: Callable[..., Optional[Awaitable[None]]],
-) -> Callable[..., Optional[Awaitable[None]]]:
-    """Method decorator: redirect ``/path`` to ``/path/`` (GET/HEAD), else 404."""
-
-    @functools.wraps(method)
-    def wrapper(self: RequestHandler, *args: Any, **kwargs: Any) -> Optional[Awaitable[None]]:
-        path = self.request.path
-        if not path.endswith("/"):
-            if self.request.method in ("GET", "HEAD"):
-                target = path + "/"
-                if _is_protocol_relative(target):
-                    raise HTTPError(403, "cannot redirect path with two initial slashes")
-                if self.request.query:
-                    target += "?" + self.request.query
-                self.redirect(target, permanent=True)
-                return None
-            raise HTTPError(404)
-        return method(self, *args, **kwargs)
-
-    return wrapper
-
-
-def authenticated(
-    method: Callable[..., Optional[Awaitable[None]]],
-) -> Callable[..., Optional[Awaitable[None]]]:
-    """Method decorator: anonymous users are redirected to the login URL (GET/HEAD) or
-    refused with 403."""
-
-    @functools.wraps(method)
-    def wrapper(self: RequestHandler, *args: Any, **kwargs: Any) -> Optional[Awaitable[None]]:
-        if not self.current_user:
-            if self.request.method in ("GET", "HEAD"):
-                login_url = self.get_login_url()
-                if "?" not in login_url:
-                    if urllib.parse.urlsplit(login_url).scheme:
-                        next_url = self.request.full_url()
-                    else:
-                        next_url = self.request.uri  # type: ignore[assignment]
-                    login_url += "?" + urllib.parse.urlencode(dict(next=next_url))
-                self.redirect(login_url)
-                return None
-            raise HTTPError(403)
-        return method(self, *args, **kwargs)
-
-    return wrapper
-
-
 def is_absolute(path: str) -> bool:
     """Whether a resource path is already a URL path (not relative to ``static_path``)."""
     return path.startswith(("/", "http:", "https:"))
@@ -1770,110 +1592,17 @@ class _HandlerDelegate(httputil.HTTPMessageDelegate):
         return None
 
 
-class ErrorHandler(RequestHandler):
-    """Answers every request with ``status_code`` (also the default 404 handler)."""
-
-    def initialize(self, status_code: int) -> None:  # type: ignore[override]
-        self.set_status(status_code)
-
-    def prepare(self) -> None:
-        raise HTTPError(self._status_code)
-
-    def check_xsrf_cookie(self) -> None:
-        # An error page changes nothing, so it needs no XSRF token; without this a POST
-        # to a missing page would get 403 instead of 404.
-        pass
-
-    def check_trusted_origin(self, origin: str) -> bool:
-        # Likewise for cross-origin protection.
-        return True
-
-
-# Characters refused in a redirect target (tab is dropped by browsers, so it is allowed
-# here and removed before the target's host is checked).
-_INVALID_REDIRECT_CHARS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
-_SPECIAL_SCHEMES = frozenset(("http", "https", "ws", "wss", "ftp", "file"))
-_SCHEME_PREFIX = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*):")
-
-
-def _normalize_url_like_browser(url: str) -> str:
-    """Rewrite ``url`` the way a browser reads it, so its host can be compared: tabs and
-    newlines vanish, backslashes are slashes, any run of slashes that starts an authority
-    is two slashes, and ``https:host`` means ``https://host``."""
-    url = url.replace("\t", "").replace("\r", "").replace("\n", "").replace("\\", "/")
-    url = url.lstrip("\x00\x01\x02\x03\x04\x05\x06\x07\x08\x0b\x0c\x0e\x0f\x10\x11\x12\x13"
-                     "\x14\x15\x16\x17\x18\x19\x1a\x1b\x1c\x1d\x1e\x1f ")
-    scheme_match = _SCHEME_PREFIX.match(url)
-    if scheme_match is not None:
-        scheme = scheme_match.group(1)
-        rest = url[scheme_match.end() :]
-        if scheme.lower() in _SPECIAL_SCHEMES:
-            return scheme + "://" + rest.lstrip("/")
-        return url
-    if url.startswith("//"):
-        return "//" + url.lstrip("/")
-    return url
-
-
-def _scheme_and_netloc(url: str) -> Tuple[str, str]:
-    parsed = urllib.parse.urlsplit(_normalize_url_like_browser(url))
-    return parsed.scheme.lower(), parsed.netloc.lower()
-
-
-class RedirectHandler(RequestHandler):
-    """Redirects every GET to ``url``, which may use ``{0}``/``{name}`` placeholders for
-    the pattern's groups; the query string is carried over."""
-
-    def initialize(self, url: str, permanent: bool = True) -> None:  # type: ignore[override]
-        self._url = url
-        self._permanent = permanent
-
-    def get(self, *args: Any, **kwargs: Any) -> None:
-        to_url = self._url.format(*args, **kwargs)
-        if self.request.query_arguments:
-            try:
-                query: List[Any] = [
-                    (name, value)
-                    for name, values in self.request.query_arguments.items()
-                    for value in values
-                ]
-                to_url = httputil.url_concat(to_url, query)
-            except ValueError:
-                raise HTTPError(400, "Redirect URL cannot be parsed: %r", to_url)
-        if args or kwargs:
-            self._check_redirect_target(to_url)
-        self.redirect(to_url, permanent=self._permanent)
-
-    def _check_redirect_target(self, to_url: str) -> None:
-        # Path groups come from the client: they may not move the redirect to another
-        # host or scheme (an open redirect), nor break the Location header.
-        if _INVALID_REDIRECT_CHARS.search(to_url):
-            raise HTTPError(400, "Redirect URL contains invalid characters: %r", to_url)
-        fixed_prefix = self._url.split("{", 1)[0]
-        try:
-            expected = _scheme_and_netloc(fixed_prefix)
-            actual = _scheme_and_netloc(to_url)
-        except ValueError:
-            raise HTTPError(400, "Redirect URL cannot be parsed: %r", to_url)
-        if actual != expected:
-            raise HTTPError(400, "Redirect URL cannot change the scheme or netloc: %r", to_url)
-
-
-class FallbackHandler(RequestHandler):
-    """Passes requests to another server callable (e.g. a WSGIContainer)."""
-
-    def initialize(  # type: ignore[override]
-        self, fallback: Callable[[httputil.HTTPServerRequest], None]
-    ) -> None:
-        self.fallback = fallback
-
-    def prepare(self) -> None:
-        self.fallback(self.request)
-        self._finished = True
-        self.on_finish()
-
-
 # Kept in private modules so this one stays readable; importable from here as before.
+from squall._web_handlers import (  # noqa: E402
+    ErrorHandler,
+    FallbackHandler,
+    RedirectHandler,
+    _normalize_url_like_browser,
+    _scheme_and_netloc,
+    addslash,
+    authenticated,
+    removeslash,
+)
 from squall._web_static import StaticFileHandler  # noqa: E402
 from squall._web_transforms import GZipContentEncoding, OutputTransform  # noqa: E402
 from squall._web_ui import (  # noqa: E402
@@ -1884,4 +1613,11 @@ from squall._web_ui import (  # noqa: E402
     _xsrf_form_html,
 )
 
-_EXPORTED_FOR_COMPATIBILITY = (_CookieSecretTypes, _linkify, _xsrf_form_html, _UIModuleNamespace)
+_EXPORTED_FOR_COMPATIBILITY = (
+    _CookieSecretTypes,
+    _linkify,
+    _xsrf_form_html,
+    _UIModuleNamespace,
+    _normalize_url_like_browser,
+    _scheme_and_netloc,
+)

@@ -1,0 +1,197 @@
+"""Ready-made handlers (errors, redirects, fallback) and the method decorators."""
+
+from __future__ import annotations
+
+import functools
+import re
+import urllib.parse
+from typing import Any, Awaitable, Callable, List, Optional, Tuple
+
+from squall import httputil
+from squall.web import HTTPError, RequestHandler
+
+
+def _is_protocol_relative(path: str) -> bool:
+    """Whether a browser would read ``path`` as ``//host/...`` (backslashes count as
+    slashes, tabs and newlines are dropped)."""
+    cleaned = path.replace("\t", "").replace("\r", "").replace("\n", "").replace("\\", "/")
+    return cleaned.startswith("//")
+
+
+
+def removeslash(
+    method: Callable[..., Optional[Awaitable[None]]],
+) -> Callable[..., Optional[Awaitable[None]]]:
+    """Method decorator: redirect ``/path/`` to ``/path`` (GET/HEAD), else 404."""
+
+    @functools.wraps(method)
+    def wrapper(self: RequestHandler, *args: Any, **kwargs: Any) -> Optional[Awaitable[None]]:
+        path = self.request.path
+        if path.endswith("/"):
+            if self.request.method in ("GET", "HEAD"):
+                target = path.rstrip("/")
+                if target:
+                    if _is_protocol_relative(target):
+                        raise HTTPError(403, "cannot redirect path with two initial slashes")
+                    if self.request.query:
+                        target += "?" + self.request.query
+                    self.redirect(target, permanent=True)
+                    return None
+            else:
+                raise HTTPError(404)
+        return method(self, *args, **kwargs)
+
+    return wrapper
+
+
+def addslash(
+    method: Callable[..., Optional[Awaitable[None]]],
+) -> Callable[..., Optional[Awaitable[None]]]:
+    """Method decorator: redirect ``/path`` to ``/path/`` (GET/HEAD), else 404."""
+
+    @functools.wraps(method)
+    def wrapper(self: RequestHandler, *args: Any, **kwargs: Any) -> Optional[Awaitable[None]]:
+        path = self.request.path
+        if not path.endswith("/"):
+            if self.request.method in ("GET", "HEAD"):
+                target = path + "/"
+                if _is_protocol_relative(target):
+                    raise HTTPError(403, "cannot redirect path with two initial slashes")
+                if self.request.query:
+                    target += "?" + self.request.query
+                self.redirect(target, permanent=True)
+                return None
+            raise HTTPError(404)
+        return method(self, *args, **kwargs)
+
+    return wrapper
+
+
+def authenticated(
+    method: Callable[..., Optional[Awaitable[None]]],
+) -> Callable[..., Optional[Awaitable[None]]]:
+    """Method decorator: anonymous users are redirected to the login URL (GET/HEAD) or
+    refused with 403."""
+
+    @functools.wraps(method)
+    def wrapper(self: RequestHandler, *args: Any, **kwargs: Any) -> Optional[Awaitable[None]]:
+        if not self.current_user:
+            if self.request.method in ("GET", "HEAD"):
+                login_url = self.get_login_url()
+                if "?" not in login_url:
+                    if urllib.parse.urlsplit(login_url).scheme:
+                        next_url = self.request.full_url()
+                    else:
+                        next_url = self.request.uri  # type: ignore[assignment]
+                    login_url += "?" + urllib.parse.urlencode(dict(next=next_url))
+                self.redirect(login_url)
+                return None
+            raise HTTPError(403)
+        return method(self, *args, **kwargs)
+
+    return wrapper
+
+
+class ErrorHandler(RequestHandler):
+    """Answers every request with ``status_code`` (also the default 404 handler)."""
+
+    def initialize(self, status_code: int) -> None:  # type: ignore[override]
+        self.set_status(status_code)
+
+    def prepare(self) -> None:
+        raise HTTPError(self._status_code)
+
+    def check_xsrf_cookie(self) -> None:
+        # An error page changes nothing, so it needs no XSRF token; without this a POST
+        # to a missing page would get 403 instead of 404.
+        pass
+
+    def check_trusted_origin(self, origin: str) -> bool:
+        # Likewise for cross-origin protection.
+        return True
+
+
+# Characters refused in a redirect target (tab is dropped by browsers, so it is allowed
+# here and removed before the target's host is checked).
+_INVALID_REDIRECT_CHARS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_SPECIAL_SCHEMES = frozenset(("http", "https", "ws", "wss", "ftp", "file"))
+_SCHEME_PREFIX = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*):")
+
+
+def _normalize_url_like_browser(url: str) -> str:
+    """Rewrite ``url`` the way a browser reads it, so its host can be compared: tabs and
+    newlines vanish, backslashes are slashes, any run of slashes that starts an authority
+    is two slashes, and ``https:host`` means ``https://host``."""
+    url = url.replace("\t", "").replace("\r", "").replace("\n", "").replace("\\", "/")
+    url = url.lstrip("\x00\x01\x02\x03\x04\x05\x06\x07\x08\x0b\x0c\x0e\x0f\x10\x11\x12\x13"
+                     "\x14\x15\x16\x17\x18\x19\x1a\x1b\x1c\x1d\x1e\x1f ")
+    scheme_match = _SCHEME_PREFIX.match(url)
+    if scheme_match is not None:
+        scheme = scheme_match.group(1)
+        rest = url[scheme_match.end() :]
+        if scheme.lower() in _SPECIAL_SCHEMES:
+            return scheme + "://" + rest.lstrip("/")
+        return url
+    if url.startswith("//"):
+        return "//" + url.lstrip("/")
+    return url
+
+
+def _scheme_and_netloc(url: str) -> Tuple[str, str]:
+    parsed = urllib.parse.urlsplit(_normalize_url_like_browser(url))
+    return parsed.scheme.lower(), parsed.netloc.lower()
+
+
+class RedirectHandler(RequestHandler):
+    """Redirects every GET to ``url``, which may use ``{0}``/``{name}`` placeholders for
+    the pattern's groups; the query string is carried over."""
+
+    def initialize(self, url: str, permanent: bool = True) -> None:  # type: ignore[override]
+        self._url = url
+        self._permanent = permanent
+
+    def get(self, *args: Any, **kwargs: Any) -> None:
+        to_url = self._url.format(*args, **kwargs)
+        if self.request.query_arguments:
+            try:
+                query: List[Any] = [
+                    (name, value)
+                    for name, values in self.request.query_arguments.items()
+                    for value in values
+                ]
+                to_url = httputil.url_concat(to_url, query)
+            except ValueError:
+                raise HTTPError(400, "Redirect URL cannot be parsed: %r", to_url)
+        if args or kwargs:
+            self._check_redirect_target(to_url)
+        self.redirect(to_url, permanent=self._permanent)
+
+    def _check_redirect_target(self, to_url: str) -> None:
+        # Path groups come from the client: they may not move the redirect to another
+        # host or scheme (an open redirect), nor break the Location header.
+        if _INVALID_REDIRECT_CHARS.search(to_url):
+            raise HTTPError(400, "Redirect URL contains invalid characters: %r", to_url)
+        fixed_prefix = self._url.split("{", 1)[0]
+        try:
+            expected = _scheme_and_netloc(fixed_prefix)
+            actual = _scheme_and_netloc(to_url)
+        except ValueError:
+            raise HTTPError(400, "Redirect URL cannot be parsed: %r", to_url)
+        if actual != expected:
+            raise HTTPError(400, "Redirect URL cannot change the scheme or netloc: %r", to_url)
+
+
+class FallbackHandler(RequestHandler):
+    """Passes requests to another server callable (e.g. a WSGIContainer)."""
+
+    def initialize(  # type: ignore[override]
+        self, fallback: Callable[[httputil.HTTPServerRequest], None]
+    ) -> None:
+        self.fallback = fallback
+
+    def prepare(self) -> None:
+        self.fallback(self.request)
+        self._finished = True
+        self.on_finish()
+
+

@@ -19,6 +19,7 @@ from typing import Any, TypeVar, overload
 
 from squall import gen
 from squall.ioloop import IOLoop
+from squall.platform.asyncio import AsyncIOMainLoop
 from squall.util import TimeoutError
 
 __all__ = [
@@ -120,7 +121,8 @@ class AsyncTestCase(unittest.TestCase):
                     task.result()
                 except asyncio.CancelledError:
                     pass
-        if not loop.is_closed():
+        owned = not isinstance(self.io_loop, AsyncIOMainLoop)
+        if owned and not loop.is_closed():
             try:
                 # Async generators left suspended would otherwise be finalized later, in
                 # whatever test happens to be running then.
@@ -128,7 +130,10 @@ class AsyncTestCase(unittest.TestCase):
             except RuntimeError:
                 pass
         asyncio.set_event_loop(None)
-        self.io_loop.close(all_fds=True)
+        if owned:
+            # A loop wrapped from elsewhere (get_new_ioloop returning IOLoop.current())
+            # belongs to its creator.
+            self.io_loop.close(all_fds=True)
         super().tearDown()
         # A failure recorded outside the test's own stack (e.g. a wait() timeout) is raised
         # here if the test did not already raise it.

@@ -360,13 +360,11 @@ class RequestHandler:
 
     def clear(self) -> None:
         """Reset headers and content for this response."""
-        self._headers = httputil.HTTPHeaders(
-            {
-                "Server": _SERVER_HEADER,
-                "Content-Type": "text/html; charset=UTF-8",
-                "Date": _date_cache.get(),
-            }
-        )
+        headers = httputil.HTTPHeaders()
+        headers["Server"] = _SERVER_HEADER
+        headers["Content-Type"] = "text/html; charset=UTF-8"
+        headers["Date"] = _date_cache.get()
+        self._headers = headers
         self.set_default_headers()
         self._write_buffer: List[bytes] = []
         self._status_code = 200
@@ -1310,6 +1308,32 @@ class _ApplicationRouter(ReversibleRuleRouter):
             rule.target = _ApplicationRouter(self.application, rule.target)
         return rule
 
+    def find_handler(
+        self, request: httputil.HTTPServerRequest, **kwargs: Any
+    ) -> Optional[httputil.HTTPMessageDelegate]:
+        # The generic walk, with handler classes (the usual target) taken straight to
+        # the application without packing the match into keyword arguments.
+        application = self.application
+        for rule in self.rules:
+            params = rule.matcher.match(request)
+            if params is None:
+                continue
+            target = rule.target
+            if isinstance(target, type) and issubclass(target, RequestHandler):
+                return application.get_handler_delegate(
+                    request,
+                    target,
+                    rule.target_kwargs,
+                    params.get("path_args"),
+                    params.get("path_kwargs"),
+                )
+            if rule.target_kwargs:
+                params["target_kwargs"] = rule.target_kwargs
+            delegate = self.get_target_delegate(target, request, **params)
+            if delegate is not None:
+                return delegate
+        return None
+
     def get_target_delegate(
         self, target: Any, request: httputil.HTTPServerRequest, **target_params: Any
     ) -> Optional[httputil.HTTPMessageDelegate]:
@@ -1430,7 +1454,12 @@ class Application(ReversibleRouter):
     def find_handler(
         self, request: httputil.HTTPServerRequest, **kwargs: Any
     ) -> "_HandlerDelegate":
-        route = self.default_router.find_handler(request)
+        default_rules = self.default_router.rules
+        if len(default_rules) == 1 and default_rules[0].target is self.wildcard_router:
+            # No host-specific handlers: skip the catch-all level.
+            route = self.wildcard_router.find_handler(request)
+        else:
+            route = self.default_router.find_handler(request)
         if route is not None:
             return route  # type: ignore[return-value]
         if self.settings.get("default_handler_class"):

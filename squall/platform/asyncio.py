@@ -298,24 +298,31 @@ def __getattr__(name: str) -> Any:
             DeprecationWarning,
             stacklevel=2,
         )
-        return _AnyThreadEventLoopPolicy
+        return _any_thread_policy_class()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-class _AnyThreadEventLoopPolicy(asyncio.DefaultEventLoopPolicy):  # type: ignore[misc,name-defined]
-    """An event loop policy that creates a loop on demand in any thread, not just the main one."""
+@functools.cache
+def _any_thread_policy_class() -> type:
+    # Built on first use: the policy classes are themselves deprecated in newer Pythons,
+    # and merely importing this module must not touch them.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        base = asyncio.DefaultEventLoopPolicy
 
-    def get_event_loop(self) -> asyncio.AbstractEventLoop:
-        try:
-            return super().get_event_loop()
-        except RuntimeError:
-            loop = self.new_event_loop()
-            self.set_event_loop(loop)
-            return loop
+    class AnyThreadEventLoopPolicy(base):  # type: ignore[valid-type,misc]
+        """An event loop policy that creates a loop on demand in any thread."""
 
+        def get_event_loop(self) -> asyncio.AbstractEventLoop:
+            try:
+                return super().get_event_loop()  # type: ignore[no-any-return]
+            except RuntimeError:
+                loop = self.new_event_loop()
+                self.set_event_loop(loop)
+                return loop  # type: ignore[no-any-return]
 
-_AnyThreadEventLoopPolicy.__name__ = "AnyThreadEventLoopPolicy"
-_AnyThreadEventLoopPolicy.__qualname__ = "AnyThreadEventLoopPolicy"
+    AnyThreadEventLoopPolicy.__module__ = __name__
+    return AnyThreadEventLoopPolicy
 
 
 # Every SelectorThread not yet closed; the interpreter exit hook shuts them down.

@@ -50,9 +50,15 @@ def _gen() -> Any:
     return gen
 
 
+# Python 3.14 deprecates the public accessor; the private one reads the same policy silently.
+_get_policy: Callable[[], asyncio.AbstractEventLoopPolicy] = getattr(
+    asyncio.events, "_get_event_loop_policy", asyncio.get_event_loop_policy
+)
+
+
 def _event_loop_set_for_thread() -> asyncio.AbstractEventLoop | None:
     """The asyncio loop set as current for this thread, without creating one."""
-    policy = asyncio.get_event_loop_policy()
+    policy = _get_policy()
     local = getattr(policy, "_local", None)
     if local is not None and hasattr(local, "_loop"):
         return local._loop  # type: ignore[no-any-return]

@@ -165,7 +165,7 @@ def coroutine(func: Callable[..., Any]) -> Callable[..., Future[Any]]:
             _fail(future, error)
             return future
         else:
-            if isinstance(result, types.GeneratorType):
+            if isinstance(result, Generator):
                 try:
                     yielded = ctx_run(next, result)
                 except (StopIteration, Return) as stop:

@@ -163,7 +163,11 @@ def coroutine(func: Callable[..., Any]) -> Callable[..., Future[Any]]:
             if not isinstance(error, (Exception, asyncio.CancelledError)):
                 raise
             _fail(future, error)
-            return future
+            # The exception's traceback holds this frame; let the frame drop the future.
+            try:
+                return future
+            finally:
+                future = None  # type: ignore[assignment]
         else:
             if isinstance(result, Generator):
                 try:

@@ -1,6 +1,8 @@
 import urllib.parse
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from squall.escape import (
     _unquote_to_bytes,
@@ -107,3 +109,54 @@ def test_linkify(text, kwargs, html):
 def test_linkify_does_not_backtrack_catastrophically():
     text = "http://x.com/" + "(" * 5000 + "." * 5000
     assert linkify(text).startswith('<a href="http://x.com/">')
+
+
+# Property checks against the standard library, on inputs built from the pieces that
+# matter to percent-decoding and query parsing.
+
+_pieces = st.sampled_from(
+    [b"%", b"=", b"&", b"+", b"a", b"2", b"F", b"g", b"\r\n", b"\xff", b"%41", b"%3d", b"%25"]
+)
+_query_bytes = st.lists(_pieces, max_size=30).map(b"".join)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(), st.booleans())
+def test_url_escape_round_trips_text(text, plus):
+    escaped = url_escape(text, plus=plus)
+    assert escaped.isascii()
+    assert url_unescape(escaped, plus=plus) == text
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text())
+def test_xhtml_escape_round_trips(text):
+    escaped = xhtml_escape(text)
+    assert not set("<>\"'") & set(escaped)
+    assert xhtml_unescape(escaped) == text
+
+
+@settings(max_examples=300, deadline=None)
+@given(_query_bytes)
+def test_unquote_to_bytes_agrees_with_stdlib(data):
+    assert _unquote_to_bytes(data) == urllib.parse.unquote_to_bytes(data)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_query_bytes, st.booleans(), st.booleans())
+def test_parse_qs_bytes_agrees_with_stdlib(data, keep_blank, strict):
+    def outcome(parse):
+        try:
+            return parse()
+        except ValueError:
+            return "ValueError"
+
+    expected = outcome(
+        lambda: {
+            key: [value.encode("latin1") for value in values]
+            for key, values in urllib.parse.parse_qs(
+                data.decode("latin1"), keep_blank, strict, encoding="latin1"
+            ).items()
+        }
+    )
+    assert outcome(lambda: parse_qs_bytes(data, keep_blank, strict)) == expected

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import doctest
 import inspect
 import re
@@ -36,7 +37,8 @@ bytes_type = bytes
 unicode_type = str
 basestring_type = str
 
-TimeoutError = TimeoutError  # noqa: PLW0127 - re-exported under squall.util
+# Re-exported: squall.util.TimeoutError is the builtin, as other modules expect.
+TimeoutError = builtins.TimeoutError
 
 _T = TypeVar("_T")
 

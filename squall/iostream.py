@@ -129,6 +129,43 @@ def _exception_from_exc_info(exc_info: _ExcInfo) -> BaseException | None:
 class BaseIOStream:
     """Buffered reads and writes over an asyncio transport (see the subclasses)."""
 
+    # One stream per connection: slots keep it small and its hot attributes fast. "__dict__"
+    # stays so callers and subclasses may still set attributes of their own.
+    __slots__ = (
+        "__dict__",
+        "io_loop",
+        "_loop",
+        "max_buffer_size",
+        "read_chunk_size",
+        "max_write_buffer_size",
+        "error",
+        "_read_buffer",
+        "_write_buffer",
+        "_write_futures",
+        "_read_future",
+        "_read_kind",
+        "_read_num",
+        "_read_max",
+        "_read_partial",
+        "_read_delimiter",
+        "_read_regex",
+        "_read_into_view",
+        "_read_into_filled",
+        "_scan_pos",
+        "_close_callback",
+        "_connect_future",
+        "_closed",
+        "_transport",
+        "_write_transport",
+        "_attach_task",
+        "_data_handler",
+        "_paused_by_user",
+        "_paused_for_buffer",
+        "_reading_paused",
+        "_protocol",
+        "_copy_mutable_writes",
+    )
+
     def __init__(
         self,
         max_buffer_size: int | None = None,
@@ -638,7 +675,7 @@ class BaseIOStream:
 
     def writing(self) -> bool:
         """True while written data is still waiting in squall's buffers."""
-        if self._write_buffer:
+        if len(self._write_buffer):
             return True
         transport = self._write_transport
         return transport is not None and transport.get_write_buffer_size() > 0
@@ -784,10 +821,17 @@ class IOStream(BaseIOStream):
         head = await stream.read_until(b"\\r\\n\\r\\n")
     """
 
+    __slots__ = ("socket",)
+
     def __init__(self, socket: Any, *args: Any, **kwargs: Any) -> None:
         transport = kwargs.pop("_transport", None)
+        protocol = kwargs.pop("_protocol", None)
         self.socket = socket
         super().__init__(*args, **kwargs)
+        if protocol is not None:
+            # Adopt the protocol the server already gave the transport.
+            protocol.bind(self)
+            self._protocol = protocol
         if transport is not None:
             return
         if isinstance(socket, ssl.SSLSocket):
@@ -809,9 +853,16 @@ class IOStream(BaseIOStream):
             self.close(exc_info=exc)
 
     @classmethod
-    def _from_transport(cls, transport: asyncio.Transport, **kwargs: Any) -> IOStream:
-        """A stream for an accepted connection whose transport asyncio already made."""
-        stream = cls(transport.get_extra_info("socket"), _transport=transport, **kwargs)
+    def _from_transport(
+        cls, transport: Any, protocol: _StreamProtocol | None = None, **kwargs: Any
+    ) -> IOStream:
+        """A stream for an accepted connection whose transport asyncio already made.
+
+        ``protocol``, when given, is the transport's current protocol; the stream adopts it
+        instead of swapping in its own.
+        """
+        stream = cls(transport.get_extra_info("socket"), _transport=transport, _protocol=protocol, **kwargs)
+        # Setting the protocol (again) also refreshes loops that cache its callbacks (uvloop).
         transport.set_protocol(stream._protocol)
         stream._connection_made(transport)
         return stream
@@ -966,8 +1017,6 @@ class IOStream(BaseIOStream):
             ssl_options = _server_ssl_defaults if server_side else _client_ssl_defaults
         context = netutil.ssl_options_to_context(ssl_options, server_side=server_side)
         raw_transport: Any = self._transport
-        # Stop reading now so no handshake byte reaches this (plain) stream.
-        raw_transport.pause_reading()
         close_callback = self._close_callback
         self._close_callback = None
         self._transport = None
@@ -1004,6 +1053,43 @@ def _is_connected(sock: Any) -> bool:
     except (OSError, AttributeError):
         return False
     return True
+
+
+class _EarlyBytesProtocol(asyncio.Protocol):
+    """Holds what a plain transport receives while it waits for its TLS layer."""
+
+    __slots__ = ("data", "lost")
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.lost: BaseException | None = None
+
+    def data_received(self, data: bytes) -> None:
+        self.data += data
+
+    def eof_received(self) -> bool:
+        return True  # let the TLS layer see the end of the stream
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = exc or ConnectionResetError("connection closed before the TLS handshake")
+
+
+def _feed_early_bytes(transport: Any, early: _EarlyBytesProtocol) -> None:
+    data = early.data
+    if not data:
+        return
+    early.data = bytearray()
+    protocol = transport.get_protocol()
+    if hasattr(protocol, "get_buffer"):
+        view = memoryview(data)
+        while view:
+            target = protocol.get_buffer(len(view))
+            count = min(len(target), len(view))
+            target[:count] = view[:count]
+            protocol.buffer_updated(count)
+            view = view[count:]
+    else:
+        protocol.data_received(bytes(data))
 
 
 class _TLSSocketView:
@@ -1154,8 +1240,13 @@ class SSLIOStream(IOStream):
         self._handshake_future = future
         self._raw_transport = raw_transport
         context = netutil.ssl_options_to_context(self._ssl_options, server_side=server_side)
+        # Until the TLS layer is in place, whatever arrives (a ClientHello, typically: some
+        # loops keep reading despite pause_reading) is held here, then handed to TLS.
+        early = _EarlyBytesProtocol()
+        raw_transport.set_protocol(early)
+        raw_transport.pause_reading()
         self._attach_task = self._loop.create_task(
-            self._run_start_tls(raw_transport, context, server_side, server_hostname)
+            self._run_start_tls(raw_transport, early, context, server_side, server_hostname)
         )
         future.add_done_callback(self._on_handshake_future_done)
         return future
@@ -1167,10 +1258,18 @@ class SSLIOStream(IOStream):
     async def _run_start_tls(
         self,
         raw_transport: asyncio.Transport,
+        early: _EarlyBytesProtocol,
         context: ssl.SSLContext,
         server_side: bool,
         server_hostname: str | None,
     ) -> None:
+        if early.lost is not None or raw_transport.is_closing():
+            raw_transport.abort()
+            self._handshake_failed(early.lost or ConnectionResetError("connection lost before the TLS handshake"))
+            return
+        # Runs after start_tls has installed its protocol and before that protocol starts the
+        # handshake or reading resumes, so held bytes keep their place in the stream.
+        self._loop.call_soon(_feed_early_bytes, raw_transport, early)
         try:
             tls_transport = await self._loop.start_tls(
                 raw_transport,
@@ -1287,6 +1386,7 @@ class PipeIOStream(BaseIOStream):
     def __init__(self, fd: int, *args: Any, **kwargs: Any) -> None:
         self.fd = fd
         self._fio = io.FileIO(fd, "r+", closefd=True)
+        self._writer_fio: io.FileIO | None = None
         super().__init__(*args, **kwargs)
         mode = fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE
         self._readable = mode in (os.O_RDONLY, os.O_RDWR)
@@ -1301,7 +1401,11 @@ class PipeIOStream(BaseIOStream):
             if self._writable:
                 writer_protocol = _StreamProtocol(self)
                 writer_protocol.connection_made = self._set_write_transport  # type: ignore[method-assign,assignment]
-                await loop.connect_write_pipe(lambda: writer_protocol, self._fio)
+                writer_file = self._fio
+                if self._readable:
+                    # Both transports watch their descriptor; they must not share one.
+                    writer_file = self._writer_fio = io.FileIO(os.dup(self.fd), "w")
+                await loop.connect_write_pipe(lambda: writer_protocol, writer_file)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -1328,6 +1432,8 @@ class PipeIOStream(BaseIOStream):
     def close_fd(self) -> None:
         self._close_transports()
         self._fio.close()
+        if self._writer_fio is not None:
+            self._writer_fio.close()
 
     def read_from_fd(self, buf: bytearray | memoryview) -> int | None:
         return super().read_from_fd(buf)

@@ -165,7 +165,7 @@ class TCPServer:
     def _on_connection(self, protocol: _StreamProtocol, transport: Any) -> None:
         address = transport.get_extra_info("peername")
         try:
-            stream = self._make_stream(transport)
+            stream = self._make_stream(transport, protocol)
         except Exception:
             app_log.error("Error creating a stream for a connection from %s", address, exc_info=True)
             transport.abort()
@@ -181,17 +181,14 @@ class TCPServer:
 
             IOLoop.current().add_future(asyncio.ensure_future(result), _result_or_log)
 
-    def _make_stream(self, transport: Any) -> IOStream:
+    def _make_stream(self, transport: Any, protocol: _StreamProtocol) -> IOStream:
         options = {"max_buffer_size": self.max_buffer_size, "read_chunk_size": self.read_chunk_size}
         context = self._ssl_context
         if context is None:
-            return IOStream._from_transport(transport, **options)
-        # Reads stop until the TLS layer takes the transport over.
-        transport.pause_reading()
+            return IOStream._from_transport(transport, protocol, **options)
         stream = SSLIOStream(
             transport.get_extra_info("socket"), ssl_options=context, _transport=transport, **options
         )
-        transport.set_protocol(stream._protocol)
         stream._start_handshake(transport, True, None)
         return stream
 

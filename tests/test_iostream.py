@@ -471,3 +471,17 @@ async def test_pipe_write_after_reader_closed_fails():
         for _ in range(100):  # bounded: the broken pipe is noticed within a few writes
             await writer.write(b"x" * 65536)
     assert writer.closed()
+
+
+async def test_pipe_stream_on_a_read_write_descriptor_reads_and_writes():
+    left, right = socket.socketpair()
+    right.settimeout(5)
+    stream = PipeIOStream(left.detach())
+    try:
+        await stream.write(b"to peer")
+        assert right.recv(100) == b"to peer"
+        right.sendall(b"from peer\n")
+        assert await stream.read_until(b"\n") == b"from peer\n"
+    finally:
+        stream.close()
+        right.close()

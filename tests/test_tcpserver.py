@@ -185,3 +185,25 @@ def test_bind_then_start_forks_workers():
     )
     assert result.returncode == 0, result.stderr
     assert "".join(sorted(result.stdout)) == "01"
+
+
+async def test_tls_server_handles_a_client_hello_sent_at_once():
+    # asyncio's client sends its ClientHello as soon as TCP is up, racing the server's setup.
+    class GreetingServer(TCPServer):
+        async def handle_stream(self, stream, address):
+            await stream.write(await stream.read_until(b"\n"))
+            stream.close()
+
+    sock, port = listening_socket()
+    server = GreetingServer(ssl_options=SERVER_SSL)
+    server.add_socket(sock)
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port, ssl=context), 5)
+        writer.write(b"echo me\n")
+        assert await asyncio.wait_for(reader.readline(), 5) == b"echo me\n"
+        writer.close()
+    finally:
+        server.stop()

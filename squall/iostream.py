@@ -1198,6 +1198,10 @@ class SSLIOStream(IOStream):
 
     def _connection_made(self, transport: Any) -> None:
         self._handshake_done = True
+        # A data handler may have been set during the handshake; loops that cache the
+        # protocol's callbacks (uvloop) pick it up when the protocol is set again.
+        if not self._closed and transport.get_protocol() is self._protocol:
+            transport.set_protocol(self._protocol)
         super()._connection_made(transport)
 
     def _handshake_succeeded(self) -> None:

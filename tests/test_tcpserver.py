@@ -207,3 +207,32 @@ async def test_tls_server_handles_a_client_hello_sent_at_once():
         writer.close()
     finally:
         server.stop()
+
+
+async def test_tls_stream_delivers_to_a_data_handler_set_before_the_handshake():
+    received = asyncio.get_running_loop().create_future()
+
+    class TakeOverServer(TCPServer):
+        def handle_stream(self, stream, address):
+            chunks = []
+
+            def on_data(data):
+                chunks.append(data)
+                if b"\n" in data and not received.done():
+                    received.set_result(b"".join(chunks))
+
+            stream._set_data_handler(on_data)
+
+    sock, port = listening_socket()
+    server = TakeOverServer(ssl_options=SERVER_SSL)
+    server.add_socket(sock)
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port, ssl=context), 5)
+        writer.write(b"taken over\n")
+        assert await asyncio.wait_for(received, 5) == b"taken over\n"
+        writer.close()
+    finally:
+        server.stop()

@@ -109,18 +109,35 @@ class AsyncTestCase(unittest.TestCase):
         asyncio.set_event_loop(self.io_loop.asyncio_loop)
 
     def tearDown(self) -> None:
+        try:
+            self._cancel_leftover_tasks()
+        finally:
+            self._close_loop()
+        super().tearDown()
+        # A failure recorded outside the test's own stack (e.g. a wait() timeout) is raised
+        # here if the test did not already raise it.
+        self.__rethrow()
+
+    def _cancel_leftover_tasks(self) -> None:
         loop = self.io_loop.asyncio_loop
         leftover = [task for task in asyncio.all_tasks(loop) if not task.done()]
         for task in leftover:
             task.cancel()
-        if leftover:
-            done, pending = self.io_loop.run_sync(lambda: asyncio.wait(leftover))
-            assert not pending
-            for task in done:
-                try:
-                    task.result()
-                except asyncio.CancelledError:
-                    pass
+        if not leftover:
+            return
+        # Bounded: a task that ignores cancellation fails the test instead of hanging it.
+        done, pending = self.io_loop.run_sync(
+            lambda: asyncio.wait(leftover), timeout=get_async_test_timeout()
+        )
+        assert not pending
+        for task in done:
+            try:
+                task.result()
+            except asyncio.CancelledError:
+                pass
+
+    def _close_loop(self) -> None:
+        loop = self.io_loop.asyncio_loop
         owned = not isinstance(self.io_loop, AsyncIOMainLoop)
         if owned and not loop.is_closed():
             try:
@@ -134,10 +151,6 @@ class AsyncTestCase(unittest.TestCase):
             # A loop wrapped from elsewhere (get_new_ioloop returning IOLoop.current())
             # belongs to its creator.
             self.io_loop.close(all_fds=True)
-        super().tearDown()
-        # A failure recorded outside the test's own stack (e.g. a wait() timeout) is raised
-        # here if the test did not already raise it.
-        self.__rethrow()
 
     def get_new_ioloop(self) -> IOLoop:
         """The loop for one test; override to customise it (rarely needed)."""

@@ -209,3 +209,27 @@ def test_timeout_traceback_formats():
                 raise
     finally:
         case.tearDown()
+
+
+def test_task_ignoring_cancellation_fails_teardown_without_leaking_the_loop():
+    loops = []
+
+    class Case(AsyncTestCase):
+        def test_stubborn(self):
+            loops.append(self.io_loop)
+
+            async def stubborn():
+                for _ in range(1000):
+                    try:
+                        await asyncio.sleep(1)
+                    except asyncio.CancelledError:
+                        continue
+
+            self.io_loop.add_callback(stubborn)
+            self.io_loop.call_later(0.01, self.stop)
+            self.wait()
+
+    with mock.patch.dict(os.environ, {"ASYNC_TEST_TIMEOUT": "0.05"}):
+        result = run_case(Case, "test_stubborn")
+    assert not result.wasSuccessful()
+    assert loops[0].asyncio_loop.is_closed()

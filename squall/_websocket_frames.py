@@ -596,8 +596,37 @@ class MessageReader:
                 return None
             first = buffer[offset]
             second = buffer[offset + 1]
-            opcode = first & OPCODE_MASK
             length = second & 0x7F
+            if (
+                (first == 0x81 or first == 0x82)
+                and length < 126
+                and bool(second & MASK_BIT) == self._expect_masked
+                and not self._fragment_opcode
+                and (self.max_message_size is None or length <= self.max_message_size)
+            ):
+                # Fast path: a small, whole, uncompressed data message in one frame.
+                header_size = 6 if second & MASK_BIT else 2
+                end = offset + header_size + length
+                if end <= len(buffer):
+                    self._offset = end
+                    self.wire_bytes += header_size + length
+                    self.message_bytes += length
+                    if header_size == 6:
+                        key = buffer[offset + 2 : offset + 6]
+                        key = key * (length >> 2) + key[: length & 3]
+                        payload = (
+                            int.from_bytes(buffer[offset + 6 : end], "little")
+                            ^ int.from_bytes(key, "little")
+                        ).to_bytes(length, "little")
+                    else:
+                        payload = buffer[offset + 2 : end]
+                    if first == 0x82:
+                        return OPCODE_BINARY, payload
+                    try:
+                        return OPCODE_TEXT, payload.decode("utf-8")
+                    except UnicodeDecodeError:
+                        raise ProtocolError(CLOSE_INVALID_DATA, "text message is not UTF-8")
+            opcode = first & OPCODE_MASK
             header_size = 2
             if length == 126:
                 header_size = 4
@@ -622,7 +651,8 @@ class MessageReader:
             self.wire_bytes += header_size + length
             payload = buffer[end - length : end]
             if second & MASK_BIT:
-                payload = mask_payload(buffer[offset + header_size - 4 : offset + header_size], payload)
+                key_start = offset + header_size - 4
+                payload = mask_payload(buffer[key_start : key_start + 4], payload)
             if opcode >= OPCODE_CLOSE:
                 if opcode == OPCODE_CLOSE:
                     decode_close_payload(payload)
@@ -764,8 +794,13 @@ class MessageWriter:
 
     def message(self, payload: bytes, binary: bool) -> bytes:
         """One whole message as a single frame."""
-        self.message_bytes += len(payload)
+        length = len(payload)
+        self.message_bytes += length
         first = (FIN | OPCODE_BINARY) if binary else (FIN | OPCODE_TEXT)
+        if length < 126 and self.compressor is None and not self.mask_outgoing:
+            # The common server case, without the general framing below.
+            self.wire_bytes += length + 2
+            return bytes((first, length)) + payload
         if self.compressor is not None:
             payload = self.compressor.compress(payload)
             first |= RSV1

@@ -507,6 +507,7 @@ class WebSocketProtocol13(WebSocketProtocol):
         "_close_handle",
         "_connection_closed",
         "_max_write_buffer_size",
+        "_backlogged",
     )
 
     def __init__(self, handler: Any, mask_outgoing: bool, params: _WebSocketParams) -> None:
@@ -530,6 +531,7 @@ class WebSocketProtocol13(WebSocketProtocol):
         self._close_handle: asyncio.TimerHandle | None = None
         self._connection_closed = False
         self._max_write_buffer_size = params.max_write_buffer_size
+        self._backlogged = False
 
     # -- counters (compression tests compare them) -----------------------------------------
 
@@ -685,7 +687,16 @@ class WebSocketProtocol13(WebSocketProtocol):
             if self.server_terminated:
                 # We already said goodbye; the application wants nothing more.
                 return None
-            return self._run_callback(self.handler.on_message, data)
+            # _run_callback, inlined for the hot path.
+            try:
+                result = self.handler.on_message(data)
+            except (Exception, asyncio.CancelledError):
+                self.handler.log_exception(*sys.exc_info())
+                self._abort()
+                return None
+            if result is None:
+                return None
+            return self._wait_for_result(result)
         if opcode == OPCODE_PING:
             self._send_pong(data)
             return self._run_callback(self.handler.on_ping, data)
@@ -710,6 +721,9 @@ class WebSocketProtocol13(WebSocketProtocol):
             return None
         if result is None:
             return None
+        return self._wait_for_result(result)
+
+    def _wait_for_result(self, result: Any) -> asyncio.Future[Any]:
         future: asyncio.Future[Any] = asyncio.ensure_future(_awaitable(result))
         future.add_done_callback(self._check_callback_result)
         return future
@@ -741,18 +755,21 @@ class WebSocketProtocol13(WebSocketProtocol):
         stream = self.stream
         if stream is None:
             raise WebSocketClosedError()
-        limit = self._max_write_buffer_size
-        if limit is not None and _unsent_bytes(stream) > limit:
-            gen_log.info("closing a WebSocket whose peer is not reading (write buffer full)")
-            self._abort()
-            raise WebSocketClosedError("the peer is not reading; write buffer limit reached")
+        if self._backlogged:
+            # Only once a write has left bytes behind can the buffer be near its limit.
+            limit = self._max_write_buffer_size
+            if limit is not None and _unsent_bytes(stream) > limit:
+                gen_log.info("closing a WebSocket whose peer is not reading (write buffer full)")
+                self._abort()
+                raise WebSocketClosedError("the peer is not reading; write buffer limit reached")
         try:
             stream._write_nowait(frame)
         except StreamClosedError:
             raise WebSocketClosedError()
         if not stream.writing():
-            assert self._written is not None
-            return self._written
+            self._backlogged = False
+            return self._written  # type: ignore[return-value]
+        self._backlogged = True
         return self._flush_future(stream)
 
     def _flush_future(self, stream: IOStream) -> asyncio.Future[None]:

@@ -987,9 +987,10 @@ class _HTTPConnection(httputil.HTTPMessageDelegate):
             release_callback()
 
     def _close_stream(self) -> None:
+        # The close callback stays: while a response is being read it belongs to the
+        # connection, whose pending read_response only ends when it hears of the close.
         stream = self.stream
         if stream is not None:
-            stream.set_close_callback(None)
             stream.close()
 
 

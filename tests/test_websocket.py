@@ -641,3 +641,78 @@ async def test_manual_ping_and_limits(ws_url, recorder):
     assert await ws.read_message() == "sync"
     assert recorder.pings == [b"hi"]
     ws.close()
+
+
+class PushHandler(WebSocketHandler):
+    """Pushes messages without awaiting, to a client that may not be reading."""
+
+    def initialize(self, recorder):
+        self.recorder = recorder
+
+    async def open(self):
+        try:
+            for index in range(10_000):
+                self.write_message(b"p" * 16384, binary=True)
+                if index % 8 == 0:
+                    # Give the client every chance to read (and to stop reading).
+                    await asyncio.sleep(0)
+        except WebSocketClosedError:
+            self.recorder.flood_stopped = True
+
+    def on_close(self):
+        if not self.recorder.closed.done():
+            self.recorder.closed.set_result((self.close_code, self.close_reason))
+
+
+@pytest.mark.squall_timeout(15)
+async def test_client_that_does_not_read_stops_reading_the_socket(recorder, io_loop):
+    from squall.httpserver import HTTPServer
+    from squall.testing import bind_unused_port
+
+    app = Application(
+        [("/push", PushHandler, {"recorder": recorder})],
+        websocket_max_write_buffer_size=1 << 20,
+    )
+    sock, port = bind_unused_port()
+    server = HTTPServer(app)
+    server.add_sockets([sock])
+    try:
+        ws = await websocket_connect(f"ws://127.0.0.1:{port}/push")
+        # 160 MiB pushed at a client that reads nothing: the client holds at most one
+        # queued message plus its read-ahead, the TCP buffers fill, and the server's
+        # write limit ends the connection.
+        await recorder.closed
+        assert recorder.flood_stopped
+        assert len(ws.read_queue) <= 2
+        ws.close()
+    finally:
+        server.stop()
+
+
+async def test_secure_websocket(recorder, io_loop):
+    import os
+    import ssl
+
+    from squall.httpserver import HTTPServer
+    from squall.testing import bind_unused_port
+
+    cert_dir = os.path.join(os.path.dirname(__file__), "..", "squall", "test")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(
+        os.path.join(cert_dir, "test.crt"), os.path.join(cert_dir, "test.key")
+    )
+    app = Application([("/echo", EchoHandler, {"recorder": recorder, "compression": {}})])
+    sock, port = bind_unused_port()
+    server = HTTPServer(app, ssl_options=context)
+    server.add_sockets([sock])
+    try:
+        ws = await websocket_connect(
+            HTTPRequest(f"wss://localhost:{port}/echo", validate_cert=False),
+            compression_options={},
+        )
+        await ws.write_message("over tls " * 100)
+        assert await ws.read_message() == "over tls " * 100
+        ws.close(1000)
+        assert (await recorder.closed)[0] == 1000
+    finally:
+        server.stop()

@@ -24,8 +24,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PAYLOAD = b"0123456789abcdef0123456789ABCDEF"  # 32 bytes
 MASK = b"\x37\xfa\x21\x3d"
 # One masked client frame, built once: FIN + text, mask bit + length, key, masked payload.
-FRAME = bytes((0x81, 0x80 | len(PAYLOAD))) + MASK + bytes(
-    byte ^ MASK[index % 4] for index, byte in enumerate(PAYLOAD)
+FRAME = (
+    bytes((0x81, 0x80 | len(PAYLOAD)))
+    + MASK
+    + bytes(byte ^ MASK[index % 4] for index, byte in enumerate(PAYLOAD))
 )
 ECHO = bytes((0x81, len(PAYLOAD))) + PAYLOAD  # what an unmasked echo looks like
 HANDSHAKE = (

@@ -767,9 +767,17 @@ class MessageWriter:
     batches); a server never masks. Messages are compressed when a compressor is set.
     """
 
-    __slots__ = ("mask_outgoing", "compressor", "wire_bytes", "message_bytes", "_keys", "_key_offset")
+    __slots__ = (
+        "mask_outgoing",
+        "compressor",
+        "wire_bytes",
+        "message_bytes",
+        "_keys",
+        "_key_offset",
+    )
 
-    _KEY_BATCH = 4096
+    # One urandom call per 128 frames; small, since every client connection keeps a batch.
+    _KEY_BATCH = 512
 
     def __init__(
         self,

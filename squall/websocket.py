@@ -155,7 +155,9 @@ class WebSocketHandler(RequestHandler):
     # A class default: RequestHandler.__init__ already calls set_header (via clear()).
     _upgraded = False
 
-    def __init__(self, application: Any, request: httputil.HTTPServerRequest, **kwargs: Any) -> None:
+    def __init__(
+        self, application: Any, request: httputil.HTTPServerRequest, **kwargs: Any
+    ) -> None:
         super().__init__(application, request, **kwargs)
         self.ws_connection: WebSocketProtocol | None = None
         self.close_code: int | None = None
@@ -215,7 +217,8 @@ class WebSocketHandler(RequestHandler):
     @property
     def max_message_size(self) -> int:
         """Largest message accepted, after decompression (``websocket_max_message_size``)."""
-        return self.settings.get("websocket_max_message_size", _default_max_message_size)  # type: ignore[no-any-return]
+        size: int = self.settings.get("websocket_max_message_size", _default_max_message_size)
+        return size
 
     def write_message(
         self, message: bytes | str | dict[str, Any], binary: bool = False
@@ -710,9 +713,7 @@ class WebSocketProtocol13(WebSocketProtocol):
             self.close(self.close_code)
         return None
 
-    def _run_callback(
-        self, callback: Callable[..., Any], *args: Any
-    ) -> asyncio.Future[Any] | None:
+    def _run_callback(self, callback: Callable[..., Any], *args: Any) -> asyncio.Future[Any] | None:
         try:
             result = callback(*args)
         except (Exception, asyncio.CancelledError):
@@ -876,7 +877,9 @@ class WebSocketProtocol13(WebSocketProtocol):
                 self.write_ping(b"")
             except WebSocketClosedError:
                 return
-        delay = self.ping_sleep_time(last_ping_time=self._last_ping_time, interval=interval, now=now)
+        delay = self.ping_sleep_time(
+            last_ping_time=self._last_ping_time, interval=interval, now=now
+        )
         if timeout > 0 and outstanding is not None:
             delay = min(delay, max(0.0, outstanding + timeout - now))
         self._ping_handle = self._loop.call_later(delay, self.periodic_ping)
@@ -893,9 +896,7 @@ class WebSocketProtocol13(WebSocketProtocol):
 
     def is_closing(self) -> bool:
         stream = self.stream
-        return (
-            stream is None or stream.closed() or self.client_terminated or self.server_terminated
-        )
+        return stream is None or stream.closed() or self.client_terminated or self.server_terminated
 
     def close(self, code: int | None = None, reason: str | None = None) -> None:
         """Send a close frame (once) and close the stream when the handshake completes."""
@@ -1017,8 +1018,10 @@ class WebSocketClientConnection(simple_httpclient._HTTPConnection):
         self.chunks = []
         self.stream = None
         self.connection = None
+        loop: asyncio.AbstractEventLoop = self.io_loop.asyncio_loop  # type: ignore[attr-defined]
+        self._asyncio_loop = loop
         self.connect_future: asyncio.Future[WebSocketClientConnection] = (
-            self.io_loop.asyncio_loop.create_future()  # type: ignore[attr-defined]
+            self._asyncio_loop.create_future()
         )
         self.read_queue: collections.deque[None | str | bytes] = collections.deque()
         self._read_waiters: collections.deque[asyncio.Future[Any]] = collections.deque()
@@ -1237,7 +1240,9 @@ class WebSocketClientConnection(simple_httpclient._HTTPConnection):
 
     # -- messages ------------------------------------------------------------------------
 
-    def write_message(self, message: str | bytes | dict[str, Any], binary: bool = False) -> Awaitable[None]:
+    def write_message(
+        self, message: str | bytes | dict[str, Any], binary: bool = False
+    ) -> Awaitable[None]:
         """Send a message (see WebSocketHandler.write_message)."""
         if self.protocol is None:
             raise WebSocketClosedError("the client connection is closed")
@@ -1253,7 +1258,7 @@ class WebSocketClientConnection(simple_httpclient._HTTPConnection):
         ``callback``, if given, is called with the future once it resolves.
         """
         assert self._on_message_callback is None, "read_message with on_message_callback"
-        future: asyncio.Future[Any] = self.io_loop.asyncio_loop.create_future()  # type: ignore[attr-defined]
+        future: asyncio.Future[Any] = self._asyncio_loop.create_future()
         if self.read_queue:
             future.set_result(self.read_queue.popleft())
             self._release_queue_space()
@@ -1289,7 +1294,7 @@ class WebSocketClientConnection(simple_httpclient._HTTPConnection):
         if message is not None and len(self.read_queue) > 1:
             # Nobody is reading: hold further frames until the queue drains.
             if self._queue_space is None:
-                self._queue_space = self.io_loop.asyncio_loop.create_future()  # type: ignore[attr-defined]
+                self._queue_space = self._asyncio_loop.create_future()
             return self._queue_space
         return None
 

@@ -272,8 +272,7 @@ async def test_frames_sent_with_the_handshake_are_not_lost(port):
     # A client may pipeline frames right behind its upgrade request.
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(
-        f"GET /echo HTTP/1.1\r\nHost: x\r\n{UPGRADE}\r\n".encode()
-        + client_frame(0x81, b"early")
+        f"GET /echo HTTP/1.1\r\nHost: x\r\n{UPGRADE}\r\n".encode() + client_frame(0x81, b"early")
     )
     head = await reader.readuntil(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 101")
@@ -698,9 +697,7 @@ async def test_secure_websocket(recorder, io_loop):
 
     cert_dir = os.path.join(os.path.dirname(__file__), "..", "squall", "test")
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(
-        os.path.join(cert_dir, "test.crt"), os.path.join(cert_dir, "test.key")
-    )
+    context.load_cert_chain(os.path.join(cert_dir, "test.crt"), os.path.join(cert_dir, "test.key"))
     app = Application([("/echo", EchoHandler, {"recorder": recorder, "compression": {}})])
     sock, port = bind_unused_port()
     server = HTTPServer(app, ssl_options=context)

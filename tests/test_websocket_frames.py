@@ -450,9 +450,10 @@ class TestDeflate:
             True, None, {"compression_level": 9, "mem_level": 9}
         )
         data = b"abc" * 1000
-        assert _PerMessageDeflateDecompressor(True, None, None).decompress(
-            compressor.compress(data)
-        ) == data
+        assert (
+            _PerMessageDeflateDecompressor(True, None, None).decompress(compressor.compress(data))
+            == data
+        )
 
     @settings(max_examples=60, deadline=None)
     @given(

@@ -556,7 +556,9 @@ class MessageReader:
         self.max_message_size = max_message_size
         self.decompressor = decompressor
         self._fragment_opcode = 0
-        self._fragments: list[Any] = []
+        # One growing buffer, not a list of pieces: a message sent as a million one-byte
+        # fragments then costs a million bytes, not a million objects.
+        self._fragments = bytearray()
         self._fragment_size = 0
         self._fragment_compressed = False
         self._text_decoder: codecs.IncrementalDecoder | None = None
@@ -725,7 +727,7 @@ class MessageReader:
             self._fragment_opcode = opcode
             self._fragment_compressed = compressed
             self._fragment_size = 0
-            self._fragments = []
+            self._fragments = bytearray()
             self._text_decoder = _utf8_incremental() if opcode == OPCODE_TEXT else None
         if self._fragment_compressed:
             assert self.decompressor is not None
@@ -739,25 +741,25 @@ class MessageReader:
         self._fragment_size += len(payload)
         decoder = self._text_decoder
         if decoder is not None:
-            # Decoding each fragment as it arrives fails a bad message early.
+            # Checking each fragment as it arrives fails a bad message early.
             try:
-                self._fragments.append(decoder.decode(payload, bool(fin)))
+                decoder.decode(payload, bool(fin))
             except UnicodeDecodeError:
                 raise ProtocolError(CLOSE_INVALID_DATA, "text message is not UTF-8")
-        else:
-            self._fragments.append(payload)
+        self._fragments += payload
         if not fin:
             return None
         message_opcode = self._fragment_opcode
-        fragments = self._fragments
+        data = bytes(self._fragments)
         self._fragment_opcode = 0
-        self._fragments = []
+        self._fragments = bytearray()
         self.message_bytes += self._fragment_size
         self._fragment_size = 0
         self._text_decoder = None
         if message_opcode == OPCODE_TEXT:
-            return OPCODE_TEXT, "".join(fragments)
-        return OPCODE_BINARY, b"".join(fragments)
+            # Already validated fragment by fragment.
+            return OPCODE_TEXT, data.decode("utf-8")
+        return OPCODE_BINARY, data
 
 
 class MessageWriter:

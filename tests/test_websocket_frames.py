@@ -634,3 +634,23 @@ class TestNegotiation:
         for compressor, decompressor in directions:
             for message in messages:
                 assert decompressor.decompress(compressor.compress(message)) == message
+
+
+def test_many_tiny_fragments_cost_bytes_not_objects():
+    import tracemalloc
+
+    reader = server_reader(max_message_size=1 << 20)
+    frames = [masked(OPCODE_BINARY, b"a")]
+    frames += [masked(0, b"a")] * 19_998
+    frames.append(masked(0x80, b"a"))
+    data = b"".join(frames)
+    tracemalloc.start()
+    try:
+        reader.feed(data)
+        assert read_all(reader) == [(OPCODE_BINARY, b"a" * 20_000)]
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # Beyond the input itself, about one byte per fragment (a list of pieces would need
+    # dozens of bytes each).
+    assert peak < len(data) + 400_000

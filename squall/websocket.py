@@ -839,9 +839,8 @@ class WebSocketProtocol13(WebSocketProtocol):
     def ping_timeout(self) -> float:
         timeout = self.params.ping_timeout
         if timeout is None:
-            interval = self.ping_interval
-            # Default: three intervals, but never less than 30 seconds.
-            return max(3 * interval, 30.0) if interval else 0.0
+            # By default a pong must arrive before the next ping is due.
+            return self.ping_interval
         return float(timeout)
 
     @staticmethod

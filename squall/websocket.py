@@ -724,8 +724,17 @@ class WebSocketProtocol13(WebSocketProtocol):
             return None
         return self._wait_for_result(result)
 
-    def _wait_for_result(self, result: Any) -> asyncio.Future[Any]:
-        future: asyncio.Future[Any] = asyncio.ensure_future(_awaitable(result))
+    def _wait_for_result(self, result: Any) -> asyncio.Future[Any] | None:
+        """A Future to wait for before the next message; None if ``result`` is done."""
+        future: asyncio.Future[Any]
+        if isinstance(result, asyncio.Future):
+            if result.done():
+                # E.g. a gen.coroutine that finished without waiting: no need to block.
+                self._check_callback_result(result)
+                return None
+            future = result
+        else:
+            future = asyncio.ensure_future(result)
         future.add_done_callback(self._check_callback_result)
         return future
 
@@ -951,10 +960,6 @@ class WebSocketProtocol13(WebSocketProtocol):
         if self.stream is not None and not self.stream.closed():
             self.stream.close()
         self.handler.on_ws_connection_close(self.close_code, self.close_reason)
-
-
-async def _awaitable(result: Any) -> Any:
-    return await result
 
 
 def _unsent_bytes(stream: IOStream) -> int:

@@ -171,6 +171,10 @@ class WebSocketHandler(RequestHandler):
         self.open_args = args
         self.open_kwargs = kwargs
         headers = self.request.headers
+        if self.request.version == "HTTP/1.0":
+            # RFC 6455 4.1: the opening handshake is an HTTP/1.1 (or later) request.
+            self._refuse(400, "WebSocket needs HTTP/1.1")
+            return
         if "websocket" not in _header_tokens(headers.get("Upgrade")):
             self._refuse(400, 'Can "Upgrade" only to "WebSocket".')
             return

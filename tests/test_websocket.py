@@ -496,6 +496,15 @@ async def test_bad_handshakes_get_4xx_without_upgrade(port, headers, status):
     writer.close()
 
 
+async def test_http_1_0_upgrade_is_refused(port):
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET /echo HTTP/1.0\r\nHost: x\r\n{UPGRADE}\r\n".encode())
+    head = (await reader.readuntil(b"\r\n\r\n")).decode()
+    assert head.startswith("HTTP/1.1 400 ")
+    assert "sec-websocket-accept" not in head.lower()
+    writer.close()
+
+
 async def test_same_origin_and_trusted_origins_are_accepted(port):
     for extra in (
         f"Origin: http://127.0.0.1:{port}\r\n",

@@ -224,3 +224,47 @@ async def test_squall_client_pings_a_websockets_server():
     finally:
         server.close()
         await server.wait_closed()
+
+
+# --- real Tornado, both ways ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path, options", [("/plain", None), ("/deflate", {})])
+async def test_tornado_client_against_squall_server(ws_url, path, options):
+    tornado_websocket = pytest.importorskip("tornado.websocket")
+    ws = await tornado_websocket.websocket_connect(ws_url + path, compression_options=options)
+    for message in MESSAGES:
+        await ws.write_message(message, binary=isinstance(message, bytes))
+        assert await ws.read_message() == message
+    ws.close(1000, "tornado done")
+    assert await ws.read_message() is None
+    assert ws.close_code == 1000
+
+
+@pytest.mark.parametrize("server_options, client_options", [(None, {}), ({}, {}), ({}, None)])
+async def test_squall_client_against_tornado_server(server_options, client_options):
+    tornado_web = pytest.importorskip("tornado.web")
+    tornado_websocket = pytest.importorskip("tornado.websocket")
+    from tornado.httpserver import HTTPServer as TornadoHTTPServer
+    from tornado.testing import bind_unused_port
+
+    class TornadoEcho(tornado_websocket.WebSocketHandler):
+        def get_compression_options(self):
+            return server_options
+
+        def on_message(self, message):
+            self.write_message(message, binary=isinstance(message, bytes))
+
+    sock, port = bind_unused_port()
+    server = TornadoHTTPServer(tornado_web.Application([("/", TornadoEcho)]))
+    server.add_sockets([sock])
+    try:
+        ws = await websocket_connect(f"ws://127.0.0.1:{port}/", compression_options=client_options)
+        negotiated = "Sec-WebSocket-Extensions" in ws.headers
+        assert negotiated == (server_options is not None and client_options is not None)
+        await squall_echo_all(ws)
+        ws.close(1000)
+        assert await ws.read_message() is None
+        assert ws.close_code == 1000
+    finally:
+        server.stop()

@@ -14,6 +14,7 @@ import asyncio
 import base64
 import collections
 import functools
+import socket
 import ssl
 import sys
 import time
@@ -1109,8 +1110,10 @@ class WebSocketClientConnection(simple_httpclient._HTTPConnection):
         connecting = self.tcp_client.connect(
             host,
             port,
+            af=socket.AF_UNSPEC if request.allow_ipv6 is not False else socket.AF_INET,
             ssl_options=_client_ssl_options(request) if secure else None,
             max_buffer_size=self.max_buffer_size,
+            source_ip=request.network_interface,
         )
         if connect_timeout:
             try:

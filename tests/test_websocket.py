@@ -731,3 +731,24 @@ async def test_secure_websocket(recorder, io_loop):
         assert (await recorder.closed)[0] == 1000
     finally:
         server.stop()
+
+
+async def test_client_refuses_oversized_messages(ws_url, recorder):
+    ws = await websocket_connect(ws_url + "/echo", max_message_size=100)
+    await ws.write_message("s" * 100)
+    assert await ws.read_message() == "s" * 100
+    await ws.write_message("s" * 101)
+    assert await ws.read_message() is None
+    assert (ws.close_code, ws.close_reason) == (1009, "message too big")
+    # The server heard why.
+    assert (await recorder.closed)[0] == 1009
+
+
+async def test_client_refuses_a_compression_bomb(ws_url, recorder):
+    ws = await websocket_connect(
+        ws_url + "/deflate", compression_options={}, max_message_size=1000
+    )
+    handler = await recorder.opened
+    handler.write_message(b"\0" * 1_000_000, binary=True)
+    assert await ws.read_message() is None
+    assert ws.close_code == 1009

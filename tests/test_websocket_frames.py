@@ -654,3 +654,78 @@ def test_many_tiny_fragments_cost_bytes_not_objects():
     # Beyond the input itself, about one byte per fragment (a list of pieces would need
     # dozens of bytes each).
     assert peak < len(data) + 400_000
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=600), st.booleans(), st.booleans())
+def test_arbitrary_bytes_give_messages_or_a_protocol_error(data, expect_masked, deflate):
+    # Whatever a peer sends, the reader answers with messages, "need more bytes" or a
+    # ProtocolError carrying a close code, never another exception.
+    reader = MessageReader(
+        expect_masked=expect_masked,
+        max_message_size=1000,
+        decompressor=_PerMessageDeflateDecompressor(True, None, 1000) if deflate else None,
+    )
+    reader.feed(data)
+    try:
+        read_all(reader)
+    except ProtocolError as error:
+        assert error.code in (1002, 1007, 1009)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.tuples(st.just("text"), st.text(max_size=300)),
+            st.tuples(st.just("binary"), st.binary(max_size=300)),
+            st.tuples(st.just("ping"), st.binary(max_size=125)),
+        ),
+        max_size=8,
+    ),
+    st.lists(st.integers(min_value=1, max_value=50), min_size=1, max_size=20),
+    st.booleans(),
+    st.integers(min_value=1, max_value=4),
+)
+def test_messages_survive_any_split_and_fragmentation(items, cuts, deflate, pieces):
+    writer = MessageWriter(
+        mask_outgoing=True,
+        compressor=_PerMessageDeflateCompressor(True, None) if deflate else None,
+    )
+    reader = server_reader(
+        decompressor=_PerMessageDeflateDecompressor(True, None, 1 << 20) if deflate else None
+    )
+    expected = []
+    chunks = []
+    for kind, value in items:
+        if kind == "ping":
+            chunks.append(writer.ping(value))
+            expected.append((OPCODE_PING, value))
+            continue
+        payload = value.encode() if kind == "text" else value
+        opcode = OPCODE_TEXT if kind == "text" else OPCODE_BINARY
+        if deflate:
+            chunks.append(writer.message(payload, binary=kind == "binary"))
+        else:
+            # Split the message into fragments, with a ping in the middle of it.
+            size = max(1, len(payload) // pieces)
+            parts = [payload[i : i + size] for i in range(0, len(payload), size)] or [b""]
+            for index, part in enumerate(parts):
+                last = index == len(parts) - 1
+                chunks.append(writer.frame(last, opcode if index == 0 else 0, part))
+                if index == 0 and not last:
+                    chunks.append(writer.ping(b"mid"))
+                    expected.append((OPCODE_PING, b"mid"))
+        expected.append((opcode, value))
+    data = b"".join(chunks)
+    messages = []
+    position = 0
+    for cut in cuts * (len(data) // max(1, sum(cuts)) + 1):
+        if position >= len(data):
+            break
+        reader.feed(data[position : position + cut])
+        position += cut
+        messages.extend(read_all(reader))
+    reader.feed(data[position:])
+    messages.extend(read_all(reader))
+    assert messages == expected

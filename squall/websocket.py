@@ -358,7 +358,13 @@ class WebSocketHandler(RequestHandler):
         stream is detached. Logging and ``on_finish`` then run as ``finish`` would run them.
         """
         self.flush()
+        connection = self.request.connection
         stream: IOStream = RequestHandler.detach(self)
+        set_close_callback = getattr(connection, "set_close_callback", None)
+        if set_close_callback is not None:
+            # The detached HTTP connection will never report a close; dropping our callback
+            # breaks the handler -> request -> connection -> handler cycle.
+            set_close_callback(None)
         self._upgraded = True
         self.application.log_request(self)
         self.on_finish()
@@ -428,7 +434,14 @@ class WebSocketProtocol(abc.ABC):
     """What the handler and client connection need from a WebSocket protocol version."""
 
     # "__dict__" stays so tests and subclasses may replace methods on one connection.
-    __slots__ = ("handler", "stream", "client_terminated", "server_terminated", "__dict__")
+    __slots__ = (
+        "handler",
+        "stream",
+        "client_terminated",
+        "server_terminated",
+        "__dict__",
+        "__weakref__",
+    )
 
     def __init__(self, handler: Any) -> None:
         self.handler = handler
@@ -962,8 +975,13 @@ class WebSocketProtocol13(WebSocketProtocol):
             if handle is not None:
                 handle.cancel()
         self._ping_handle = self._close_handle = None
-        if self.stream is not None and not self.stream.closed():
-            self.stream.close()
+        stream = self.stream
+        if stream is not None:
+            if not stream.closed():
+                stream.close()
+            # The stream's protocol holds our data handler: letting go of it breaks the
+            # stream <-> protocol cycle, so both are freed without waiting for the GC.
+            stream._set_data_handler(None)
         self.handler.on_ws_connection_close(self.close_code, self.close_reason)
 
 

@@ -82,7 +82,7 @@ class EchoClient(asyncio.Protocol):
         sock = transport.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        transport.write(HANDSHAKE)
+        self.transport.write(HANDSHAKE)
 
     def data_received(self, data: bytes) -> None:
         if not self.upgraded:

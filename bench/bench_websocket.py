@@ -78,11 +78,12 @@ class EchoClient(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports do not subclass asyncio.Transport, hence no isinstance check.
-        self.transport = transport  # type: ignore[assignment]
+        writable: asyncio.Transport = transport  # type: ignore[assignment]
+        self.transport = writable
         sock = transport.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.transport.write(HANDSHAKE)
+        writable.write(HANDSHAKE)
 
     def data_received(self, data: bytes) -> None:
         if not self.upgraded:

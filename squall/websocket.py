@@ -939,8 +939,15 @@ class WebSocketProtocol13(WebSocketProtocol):
         if stream is None or stream.closed() or self._loop is None:
             return
         if self.client_terminated and not self.mask_outgoing:
-            # Both close frames exchanged: the server closes TCP first (RFC 6455 7.1.1).
-            stream.close()
+            # Both close frames exchanged: the server closes TCP first (RFC 6455 7.1.1),
+            # once what is still queued (our close frame included) has been sent; closing
+            # with bytes queued would drop them.
+            if stream.writing():
+                stream.write(b"").add_done_callback(lambda _: stream.close())
+                if self._close_handle is None:
+                    self._close_handle = self._loop.call_later(_CLOSE_TIMEOUT, self._abort)
+            else:
+                stream.close()
         elif self._close_handle is None:
             self._close_handle = self._loop.call_later(_CLOSE_TIMEOUT, self._abort)
 

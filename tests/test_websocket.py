@@ -752,3 +752,30 @@ async def test_client_refuses_a_compression_bomb(ws_url, recorder):
     handler.write_message(b"\0" * 1_000_000, binary=True)
     assert await ws.read_message() is None
     assert ws.close_code == 1009
+
+
+class BurstHandler(WebSocketHandler):
+    def on_message(self, message):
+        for _ in range(8):
+            self.write_message(b"z" * (1 << 20), binary=True)
+
+
+@pytest.mark.squall_timeout(15)
+async def test_close_handshake_does_not_drop_queued_messages(io_loop):
+    from squall.httpserver import HTTPServer
+    from squall.testing import bind_unused_port
+
+    sock, port = bind_unused_port()
+    server = HTTPServer(Application([("/burst", BurstHandler)]))
+    server.add_sockets([sock])
+    try:
+        reader, writer = await raw_upgrade(port, "/burst")
+        # Ask for 8 MiB and say goodbye at once: the server echoes the close only after
+        # everything queued before it, and closes TCP only once all of it is sent.
+        writer.write(client_frame(0x81, b"go") + client_frame(0x88, struct.pack("!H", 1000)))
+        for _ in range(8):
+            assert await read_frame(reader) == (0x82, b"z" * (1 << 20))
+        assert await read_frame(reader) == (0x88, struct.pack("!H", 1000))
+        assert await reader.read() == b""
+    finally:
+        server.stop()

@@ -189,3 +189,13 @@ def test_websocket_mask_python_requires_four_byte_mask():
     for mask in (b"", b"abc", b"abcde"):
         with pytest.raises(ValueError):
             _websocket_mask_python(mask, b"data")
+
+
+def test_speedups_websocket_mask_matches_the_plain_python_version() -> None:
+    from squall.speedups import websocket_mask
+    from squall.util import _websocket_mask_python
+
+    for data in (b"", b"a", b"abc", b"abcd", b"hello, websocket", bytes(range(256)) * 3):
+        assert websocket_mask(b"\x01\x02\xfe\xff", data) == _websocket_mask_python(
+            b"\x01\x02\xfe\xff", data
+        )

@@ -177,6 +177,51 @@ class _DateCache:
 _date_cache = _DateCache()
 
 
+def _default_headers_slow(date: str) -> httputil.HTTPHeaders:
+    headers = httputil.HTTPHeaders()
+    headers["Server"] = _SERVER_HEADER
+    headers["Content-Type"] = "text/html; charset=UTF-8"
+    headers["Date"] = date
+    return headers
+
+
+def _default_headers_fast(date: str) -> httputil.HTTPHeaders:
+    # Fills HTTPHeaders' storage directly: these names are already normalized and the
+    # values known to be safe, so the per-item checks of __setitem__ can be skipped.
+    headers = _new_headers(httputil.HTTPHeaders)
+    headers._values = {  # type: ignore[attr-defined]
+        "Server": [_SERVER_HEADER],
+        "Content-Type": ["text/html; charset=UTF-8"],
+        "Date": [date],
+    }
+    headers._joined = {}  # type: ignore[attr-defined]
+    return headers
+
+
+_new_headers = object.__new__
+
+
+def _pick_default_headers() -> Callable[[str], httputil.HTTPHeaders]:
+    # The fast path depends on how HTTPHeaders stores its fields; use it only when it
+    # demonstrably builds the same object as the public interface does.
+    try:
+        fast = _default_headers_fast("x")
+        slow = _default_headers_slow("x")
+        if list(fast.get_all()) == list(slow.get_all()) and fast["content-type"] == slow[
+            "Content-Type"
+        ]:
+            fast["Etag"] = "1"
+            fast.add("Set-Cookie", "a=b")
+            if fast.get("etag") == "1" and "set-cookie" in fast and len(fast) == 5:
+                return _default_headers_fast
+    except Exception:
+        pass
+    return _default_headers_slow
+
+
+_default_headers = _pick_default_headers()
+
+
 class HTTPError(Exception):
     """An exception that turns into an HTTP error response.
 
@@ -360,11 +405,7 @@ class RequestHandler:
 
     def clear(self) -> None:
         """Reset headers and content for this response."""
-        headers = httputil.HTTPHeaders()
-        headers["Server"] = _SERVER_HEADER
-        headers["Content-Type"] = "text/html; charset=UTF-8"
-        headers["Date"] = _date_cache.get()
-        self._headers = headers
+        self._headers = _default_headers(_date_cache.get())
         self.set_default_headers()
         self._write_buffer: List[bytes] = []
         self._status_code = 200
@@ -781,22 +822,24 @@ class RequestHandler:
             self.write(chunk)
         if not self._headers_written:
             status = self._status_code
-            if (
-                status == 200
-                and self.request.method in ("GET", "HEAD")
-                and "Etag" not in self._headers
-            ):
-                self.set_etag_header()
-                if self.check_etag_header():
-                    self._write_buffer = []
-                    self.set_status(304)
-                    status = 304
+            headers = self._headers
+            if status == 200:
+                method = self.request.method
+                if (method == "GET" or method == "HEAD") and "Etag" not in headers:
+                    self.set_etag_header()
+                    if self.check_etag_header():
+                        self._write_buffer = []
+                        self.set_status(304)
+                        status = 304
             if status in (204, 304) or 100 <= status < 200:
                 if self._write_buffer:
                     raise RuntimeError("Cannot send body with %s" % status)
                 self._clear_representation_headers()
-            elif "Content-Length" not in self._headers:
-                self._headers["Content-Length"] = str(sum(map(len, self._write_buffer)))
+            elif "Content-Length" not in headers:
+                buffer = self._write_buffer
+                headers["Content-Length"] = str(
+                    len(buffer[0]) if len(buffer) == 1 else sum(map(len, buffer))
+                )
         future = self.flush(include_footers=True)
         connection = self.request.connection
         assert connection is not None
@@ -1060,10 +1103,13 @@ class RequestHandler:
 
     def compute_etag(self) -> Optional[str]:
         """The ETag for the response (a hash of the body); None for no ETag."""
+        buffer = self._write_buffer
+        if len(buffer) == 1:
+            return '"' + hashlib.sha1(buffer[0]).hexdigest() + '"'
         hasher = hashlib.sha1()
-        for part in self._write_buffer:
+        for part in buffer:
             hasher.update(part)
-        return '"%s"' % hasher.hexdigest()
+        return '"' + hasher.hexdigest() + '"'
 
     def set_etag_header(self) -> None:
         etag = self.compute_etag()
@@ -1496,7 +1542,7 @@ class Application(ReversibleRouter):
         if log_function is not None:
             log_function(handler)
             return
-        status = handler.get_status()
+        status = handler._status_code
         if status < 400:
             level = logging.INFO
         elif status < 500:
@@ -1593,7 +1639,8 @@ class _HandlerDelegate(httputil.HTTPMessageDelegate):
             self.chunks = None
 
     def execute(self) -> Optional[Awaitable[None]]:
-        settings = self.application.settings
+        application = self.application
+        settings = application.settings
         if not settings.get("compiled_template_cache", True):
             with RequestHandler._template_loader_lock:
                 for loader in RequestHandler._template_loaders.values():
@@ -1603,9 +1650,9 @@ class _HandlerDelegate(httputil.HTTPMessageDelegate):
             static_handler_class.reset()
         request = self.request
         assert request is not None
-        handler = self.handler_class(self.application, request, **self.handler_kwargs)
+        handler = self.handler_class(application, request, **self.handler_kwargs)
         self.handler = handler
-        transform_classes = self.application.transforms
+        transform_classes = application.transforms
         transforms = [t(request) for t in transform_classes] if transform_classes else []
         if self.stream_request_body:
             loop = asyncio.get_event_loop()

@@ -220,7 +220,11 @@ class StaticFileHandler(web.RequestHandler):
         return list(allowed)
 
     def _check_real_path(self, root: str, path: str) -> None:
-        real = os.path.realpath(path)
+        try:
+            real = os.path.realpath(path)
+        except (OSError, ValueError):
+            # e.g. an embedded NUL byte: no such file can exist.
+            raise HTTPError(404)
         for directory in self._allowed_directories(root):
             if _inside(real, os.path.realpath(directory)):
                 return

@@ -3,6 +3,8 @@
 import logging
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from squall._web_signing import decode_xsrf_token, encode_xsrf_token
 from squall.web import (
@@ -111,3 +113,23 @@ def test_xsrf_token_encoding():
     assert decode_xsrf_token("xoxo")[:2] == (1, b"xoxo")
     for bad in ("3|", "2|zz|00|1", "2|00|00", "2||00|1", "2|00|00|x"):
         assert decode_xsrf_token(bad) == (None, None, None), bad
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200))
+def test_decoding_arbitrary_bytes_never_raises(data):
+    result = decode_signed_value(SECRET, "key", data, clock=clock)
+    assert result is None or isinstance(result, bytes)
+    version, token, timestamp = decode_xsrf_token(data)
+    assert (token is None) == (version is None)
+    assert get_signature_key_version(data) is None or isinstance(
+        get_signature_key_version(data), int
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet="0123456789|:abcdefXYZ=", max_size=120))
+def test_decoding_near_valid_shapes_never_raises(text):
+    result = decode_signed_value({0: "a", 1: "b"}, "key", text, clock=clock)
+    assert result is None or isinstance(result, bytes)
+    assert len(decode_xsrf_token(text)) == 3

@@ -141,6 +141,11 @@ async def test_escape_from_root_refused(fetch, path, caplog):
     assert b"secret" not in response.body
 
 
+@pytest.mark.parametrize("path", ["/static/a%00b", "/static/%00", "/static/dir/%00/x"])
+async def test_nul_byte_in_path_is_404(fetch, path):
+    assert (await fetch(path)).code == 404
+
+
 async def test_symlink_inside_root_served(fetch):
     assert (await fetch("/static/inner-link.txt")).body == CONTENT
 

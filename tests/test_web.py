@@ -716,3 +716,79 @@ def test_stream_request_body_requires_handler_class():
 
 def test_headers_type_is_httpheaders():
     assert isinstance(HTTPHeaders(), HTTPHeaders)
+
+
+class FakeConnection:
+    """Stands in for HTTP1Connection: records what the handler writes."""
+
+    def __init__(self):
+        self.close_callback = None
+        self.written = []
+        self.finished = False
+
+    def set_close_callback(self, callback):
+        self.close_callback = callback
+
+    def write_headers(self, start_line, headers, chunk=None):
+        self.start_line = start_line
+        self.headers = headers
+        if chunk:
+            self.written.append(chunk)
+
+    def write(self, chunk):
+        self.written.append(chunk)
+
+    def finish(self):
+        self.finished = True
+
+
+async def test_client_close_during_streamed_upload_reaches_handler():
+    from squall.httputil import HTTPServerRequest, RequestStartLine
+
+    events = []
+
+    @stream_request_body
+    class Upload(RequestHandler):
+        def data_received(self, chunk):
+            events.append(("data", chunk))
+
+        def on_connection_close(self):
+            events.append(("closed",))
+            super().on_connection_close()
+
+        def put(self):
+            events.append(("put",))
+
+    application = Application([("/up", Upload)])
+    connection = FakeConnection()
+    start_line = RequestStartLine("PUT", "/up", "HTTP/1.1")
+    headers = HTTPHeaders({"Host": "127.0.0.1", "Transfer-Encoding": "chunked"})
+    request = HTTPServerRequest(connection=connection, start_line=start_line, headers=headers)
+    delegate = application.find_handler(request)
+    prepared = delegate.headers_received(start_line, headers)
+    await prepared
+    delegate.data_received(b"abc")
+    delegate.on_connection_close()
+    connection.close_callback()  # the connection reports the same close: heard once
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert events == [("data", b"abc"), ("closed",)]
+    assert not connection.finished
+
+
+async def test_sync_handler_needs_no_task():
+    from squall.httputil import HTTPServerRequest, RequestStartLine
+
+    application = Application([("/", HelloHandler)])
+    connection = FakeConnection()
+    start_line = RequestStartLine("GET", "/", "HTTP/1.1")
+    headers = HTTPHeaders({"Host": "127.0.0.1"})
+    request = HTTPServerRequest(connection=connection, start_line=start_line, headers=headers)
+    delegate = application.find_handler(request)
+    assert delegate.headers_received(start_line, headers) is None
+    delegate.finish()
+    # Finished within the call: no event loop turn was needed.
+    assert connection.finished
+    assert connection.written == [b"Hello, world"]
+    assert connection.start_line.code == 200
+    assert connection.close_callback is None

@@ -792,3 +792,45 @@ async def test_sync_handler_needs_no_task():
     assert connection.written == [b"Hello, world"]
     assert connection.start_line.code == 200
     assert connection.close_callback is None
+
+
+class TestTemplates:
+    @pytest.fixture
+    def app(self, tmp_path):
+        (tmp_path / "page.html").write_text(
+            "<html><head></head><body>{{ shout(greeting) }} {{ name }}"
+            "{% module Template('item.html', item=name) %}"
+            "{% module xsrf_form_html() %}</body></html>",
+            encoding="utf-8",
+        )
+        (tmp_path / "item.html").write_text(
+            "{{ set_resources(css_files='item.css', embedded_javascript='go()') }}<i>{{ item }}</i>",
+            encoding="utf-8",
+        )
+        (tmp_path / "static").mkdir()
+        (tmp_path / "static" / "item.css").write_text("i {}", encoding="utf-8")
+
+        class Page(RequestHandler):
+            def get(self):
+                self.render("page.html", name="<b>", greeting="hi")
+
+        def shout(handler, text):
+            return text.upper()
+
+        RequestHandler._template_loaders.clear()
+        return Application(
+            [("/", Page)],
+            template_path=str(tmp_path),
+            static_path=str(tmp_path / "static"),
+            ui_methods={"shout": shout},
+        )
+
+    async def test_render_escapes_and_adds_module_resources(self, fetch):
+        response = await fetch("/")
+        RequestHandler._template_loaders.clear()
+        body = response.body.decode()
+        assert "HI &lt;b&gt;<i>&lt;b&gt;</i>" in body
+        assert '<link href="/static/item.css?v=' in body
+        assert body.index("<link") < body.index("</head>")
+        assert "go()" in body and body.index("go()") < body.index("</body>")
+        assert 'name="_xsrf"' in body

@@ -59,13 +59,13 @@ from squall._web_signing import (
     DEFAULT_SIGNED_VALUE_VERSION,
     MAX_SUPPORTED_SIGNED_VALUE_VERSION,
     MIN_SUPPORTED_SIGNED_VALUE_VERSION,
-    _CookieSecretTypes,
-    _create_signature_v1,
-    _create_signature_v2,
-    _decode_fields_v2,
-    _decode_signed_value_v1,
-    _decode_signed_value_v2,
-    _get_version,
+    _CookieSecretTypes,  # noqa: F401  (importable from squall.web, as in Tornado)
+    _create_signature_v1,  # noqa: F401  (importable from squall.web, as in Tornado)
+    _create_signature_v2,  # noqa: F401  (importable from squall.web, as in Tornado)
+    _decode_fields_v2,  # noqa: F401  (importable from squall.web, as in Tornado)
+    _decode_signed_value_v1,  # noqa: F401  (importable from squall.web, as in Tornado)
+    _decode_signed_value_v2,  # noqa: F401  (importable from squall.web, as in Tornado)
+    _get_version,  # noqa: F401  (importable from squall.web, as in Tornado)
     create_signed_value,
     decode_signed_value,
     decode_xsrf_token,
@@ -121,16 +121,6 @@ __all__ = [
     "MIN_SUPPORTED_SIGNED_VALUE_VERSION",
     "MAX_SUPPORTED_SIGNED_VALUE_VERSION",
 ]
-
-# Names kept importable for code written against the private helpers.
-_SIGNING_HELPERS = (
-    _create_signature_v1,
-    _create_signature_v2,
-    _decode_fields_v2,
-    _decode_signed_value_v1,
-    _decode_signed_value_v2,
-    _get_version,
-)
 
 url = URLSpec
 
@@ -1673,8 +1663,8 @@ from squall._web_handlers import (  # noqa: E402
     ErrorHandler,
     FallbackHandler,
     RedirectHandler,
-    _normalize_url_like_browser,
-    _scheme_and_netloc,
+    _normalize_url_like_browser,  # noqa: F401
+    _scheme_and_netloc,  # noqa: F401
     addslash,
     authenticated,
     removeslash,
@@ -1684,16 +1674,7 @@ from squall._web_transforms import GZipContentEncoding, OutputTransform  # noqa:
 from squall._web_ui import (  # noqa: E402
     TemplateModule,
     UIModule,
-    _linkify,
-    _UIModuleNamespace,
-    _xsrf_form_html,
-)
-
-_EXPORTED_FOR_COMPATIBILITY = (
-    _CookieSecretTypes,
-    _linkify,
-    _xsrf_form_html,
-    _UIModuleNamespace,
-    _normalize_url_like_browser,
-    _scheme_and_netloc,
+    _linkify,  # noqa: F401
+    _UIModuleNamespace,  # noqa: F401
+    _xsrf_form_html,  # noqa: F401
 )

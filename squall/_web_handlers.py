@@ -1,4 +1,7 @@
-"""Ready-made handlers (errors, redirects, fallback) and the method decorators."""
+"""Ready-made handlers (errors, redirects, fallback) and the method decorators.
+
+Part of :mod:`squall.web` (import that module, which loads this one).
+"""
 
 from __future__ import annotations
 

@@ -3,6 +3,8 @@
 Every path is checked twice before anything is read: the joined path must lie in the root
 (no ``..`` escape), and its real path, after symlinks, must lie in the root or in an
 ``allowed_symlink_directory``. Only regular files are served.
+
+Part of :mod:`squall.web` (import that module, which loads this one).
 """
 
 from __future__ import annotations

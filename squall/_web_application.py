@@ -1,0 +1,362 @@
+"""Application: the rule table of a web app, and the delegate that runs one handler.
+
+Part of :mod:`squall.web` (import that module, which loads this one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import socket
+import types
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Dict, List, Optional, Type, Union
+
+from squall import httputil
+from squall._web_handlers import ErrorHandler
+from squall._web_static import StaticFileHandler
+from squall._web_transforms import GZipContentEncoding, OutputTransform
+from squall._web_ui import TemplateModule, UIModule, _linkify, _xsrf_form_html
+from squall.log import access_log
+from squall.routing import (
+    AnyMatches,
+    DefaultHostMatches,
+    HostMatches,
+    ReversibleRouter,
+    ReversibleRuleRouter,
+    Rule,
+    _parse_request_body,
+    _RuleList,
+)
+from squall.web import RequestHandler, _has_stream_request_body
+
+if TYPE_CHECKING:
+    from squall.httpserver import HTTPServer
+
+
+class _ApplicationRouter(ReversibleRuleRouter):
+    """The application's rule router: handler classes become handler delegates and nested
+    rule lists become routers of their own."""
+
+    def __init__(self, application: "Application", rules: Optional[_RuleList] = None) -> None:
+        self.application = application
+        super().__init__(rules)
+
+    def process_rule(self, rule: Rule) -> Rule:
+        rule = super().process_rule(rule)
+        if isinstance(rule.target, (list, tuple)):
+            rule.target = _ApplicationRouter(self.application, rule.target)
+        return rule
+
+    def find_handler(
+        self, request: httputil.HTTPServerRequest, **kwargs: Any
+    ) -> Optional[httputil.HTTPMessageDelegate]:
+        # The generic walk, with handler classes (the usual target) taken straight to
+        # the application without packing the match into keyword arguments.
+        application = self.application
+        for rule in self.rules:
+            params = rule.matcher.match(request)
+            if params is None:
+                continue
+            target = rule.target
+            if isinstance(target, type) and issubclass(target, RequestHandler):
+                return application.get_handler_delegate(
+                    request,
+                    target,
+                    rule.target_kwargs,
+                    params.get("path_args"),
+                    params.get("path_kwargs"),
+                )
+            if rule.target_kwargs:
+                params["target_kwargs"] = rule.target_kwargs
+            delegate = self.get_target_delegate(target, request, **params)
+            if delegate is not None:
+                return delegate
+        return None
+
+    def get_target_delegate(
+        self, target: Any, request: httputil.HTTPServerRequest, **target_params: Any
+    ) -> Optional[httputil.HTTPMessageDelegate]:
+        if isinstance(target, type) and issubclass(target, RequestHandler):
+            return self.application.get_handler_delegate(request, target, **target_params)
+        return super().get_target_delegate(target, request, **target_params)
+
+
+class Application(ReversibleRouter):
+    """A collection of request handlers forming a web application; an
+    :class:`~squall.httputil.HTTPServerConnectionDelegate` to give to an HTTPServer."""
+
+    def __init__(
+        self,
+        handlers: Optional[_RuleList] = None,
+        default_host: Optional[str] = None,
+        transforms: Optional[List[Type["OutputTransform"]]] = None,
+        **settings: Any,
+    ) -> None:
+        if transforms is None:
+            self.transforms: List[Type[OutputTransform]] = []
+            if settings.get("compress_response") or settings.get("gzip"):
+                self.transforms.append(GZipContentEncoding)
+        else:
+            self.transforms = transforms
+        self.default_host = default_host
+        self.settings = settings
+        self.ui_modules: Dict[str, Type[UIModule]] = {
+            "linkify": _linkify,
+            "xsrf_form_html": _xsrf_form_html,
+            "Template": TemplateModule,
+        }
+        self.ui_methods: Dict[str, Callable[..., str]] = {}
+        self._load_ui_modules(settings.get("ui_modules", {}))
+        self._load_ui_methods(settings.get("ui_methods", {}))
+        if settings.get("static_path"):
+            path = settings["static_path"]
+            handlers = list(handlers or [])
+            static_url_prefix = settings.get("static_url_prefix", "/static/")
+            static_handler_class = settings.get("static_handler_class", StaticFileHandler)
+            static_handler_args = settings.get("static_handler_args", {})
+            static_handler_args["path"] = path
+            for pattern in [re.escape(static_url_prefix) + r"(.*)", r"/(favicon\.ico)", r"/(robots\.txt)"]:
+                handlers.insert(0, (pattern, static_handler_class, static_handler_args))
+        if self.settings.get("debug"):
+            self.settings.setdefault("autoreload", True)
+            self.settings.setdefault("compiled_template_cache", False)
+            self.settings.setdefault("static_hash_cache", False)
+            self.settings.setdefault("serve_traceback", True)
+        self.wildcard_router = _ApplicationRouter(self, handlers)
+        self.default_router = _ApplicationRouter(self, [Rule(AnyMatches(), self.wildcard_router)])
+        if self.settings.get("autoreload"):
+            from squall import autoreload
+
+            autoreload.start()
+
+    def listen(
+        self,
+        port: int,
+        address: Optional[str] = None,
+        *,
+        family: socket.AddressFamily = socket.AF_UNSPEC,
+        backlog: int = 128,
+        flags: Optional[int] = None,
+        reuse_port: bool = False,
+        **kwargs: Any,
+    ) -> "HTTPServer":
+        """Start an HTTPServer for this application on ``port`` and return it."""
+        from squall.httpserver import HTTPServer
+
+        server = HTTPServer(self, **kwargs)
+        server.listen(
+            port, address=address, family=family, backlog=backlog, flags=flags, reuse_port=reuse_port
+        )
+        return server
+
+    def add_handlers(self, host_pattern: str, host_handlers: _RuleList) -> None:
+        """Add handlers for hosts matching ``host_pattern``; host rules are tried in the
+        order added, before the wildcard rules."""
+        host_matcher = HostMatches(host_pattern)
+        rule = Rule(host_matcher, _ApplicationRouter(self, host_handlers))
+        self.default_router.rules.insert(-1, rule)
+        if self.default_host is not None:
+            self.wildcard_router.add_rules(
+                [(DefaultHostMatches(self, host_matcher.host_pattern), host_handlers)]
+            )
+
+    def add_transform(self, transform_class: Type["OutputTransform"]) -> None:
+        self.transforms.append(transform_class)
+
+    def _load_ui_methods(self, methods: Any) -> None:
+        if isinstance(methods, types.ModuleType):
+            self._load_ui_methods({n: getattr(methods, n) for n in dir(methods)})
+        elif isinstance(methods, list):
+            for entry in methods:
+                self._load_ui_methods(entry)
+        else:
+            for name, function in methods.items():
+                if not name.startswith("_") and callable(function) and name[0].lower() == name[0]:
+                    self.ui_methods[name] = function
+
+    def _load_ui_modules(self, modules: Any) -> None:
+        if isinstance(modules, types.ModuleType):
+            self._load_ui_modules({n: getattr(modules, n) for n in dir(modules)})
+        elif isinstance(modules, list):
+            for entry in modules:
+                self._load_ui_modules(entry)
+        else:
+            for name, cls in modules.items():
+                if isinstance(cls, type) and issubclass(cls, UIModule):
+                    self.ui_modules[name] = cls
+
+    def __call__(self, request: httputil.HTTPServerRequest) -> Optional[Awaitable[None]]:
+        """Handle a whole request (the older callback interface of HTTPServer)."""
+        dispatcher = self.find_handler(request)
+        return dispatcher.execute()
+
+    def find_handler(
+        self, request: httputil.HTTPServerRequest, **kwargs: Any
+    ) -> "_HandlerDelegate":
+        default_rules = self.default_router.rules
+        if len(default_rules) == 1 and default_rules[0].target is self.wildcard_router:
+            # No host-specific handlers: skip the catch-all level.
+            route = self.wildcard_router.find_handler(request)
+        else:
+            route = self.default_router.find_handler(request)
+        if route is not None:
+            return route  # type: ignore[return-value]
+        if self.settings.get("default_handler_class"):
+            return self.get_handler_delegate(
+                request,
+                self.settings["default_handler_class"],
+                self.settings.get("default_handler_args", {}),
+            )
+        return self.get_handler_delegate(request, ErrorHandler, {"status_code": 404})
+
+    def get_handler_delegate(
+        self,
+        request: httputil.HTTPServerRequest,
+        target_class: Type[RequestHandler],
+        target_kwargs: Optional[Dict[str, Any]] = None,
+        path_args: Optional[List[bytes]] = None,
+        path_kwargs: Optional[Dict[str, bytes]] = None,
+    ) -> "_HandlerDelegate":
+        """The message delegate that runs ``target_class`` for ``request``."""
+        return _HandlerDelegate(
+            self, request, target_class, target_kwargs, path_args, path_kwargs
+        )
+
+    def reverse_url(self, name: str, *args: Any) -> str:
+        """The URL path of the handler named ``name``; KeyError if there is none."""
+        reversed_url = self.default_router.reverse_url(name, *args)
+        if reversed_url is not None:
+            return reversed_url
+        raise KeyError("%s not found in named urls" % name)
+
+    def log_request(self, handler: RequestHandler) -> None:
+        """Log a finished request (the ``log_function`` setting replaces this)."""
+        log_function = self.settings.get("log_function")
+        if log_function is not None:
+            log_function(handler)
+            return
+        status = handler._status_code
+        if status < 400:
+            level = logging.INFO
+        elif status < 500:
+            level = logging.WARNING
+        else:
+            level = logging.ERROR
+        if not access_log.isEnabledFor(level):
+            return
+        request_time = 1000.0 * handler.request.request_time()
+        access_log.log(
+            level, "%d %s %.2fms", status, handler._request_summary(), request_time
+        )
+
+
+class _HandlerDelegate(httputil.HTTPMessageDelegate):
+    """Receives one request for a handler class and runs the handler."""
+
+    __slots__ = (
+        "application",
+        "request",
+        "handler_class",
+        "handler_kwargs",
+        "path_args",
+        "path_kwargs",
+        "chunks",
+        "stream_request_body",
+        "handler",
+    )
+
+    def __init__(
+        self,
+        application: Application,
+        request: httputil.HTTPServerRequest,
+        handler_class: Type[RequestHandler],
+        handler_kwargs: Optional[Dict[str, Any]],
+        path_args: Optional[List[bytes]],
+        path_kwargs: Optional[Dict[str, bytes]],
+    ) -> None:
+        self.application = application
+        self.request: Optional[httputil.HTTPServerRequest] = request
+        self.handler_class = handler_class
+        self.handler_kwargs = handler_kwargs or {}
+        self.path_args = path_args or []
+        self.path_kwargs = path_kwargs or {}
+        self.chunks: Optional[List[bytes]] = []
+        self.stream_request_body = _has_stream_request_body(handler_class)
+        self.handler: Optional[RequestHandler] = None
+
+    def headers_received(
+        self,
+        start_line: Union[httputil.RequestStartLine, httputil.ResponseStartLine],
+        headers: httputil.HTTPHeaders,
+    ) -> Optional[Awaitable[None]]:
+        if self.stream_request_body:
+            # Reading the body waits until prepare() is done.
+            return self.execute()
+        return None
+
+    def data_received(self, data: bytes) -> Optional[Awaitable[None]]:
+        if self.stream_request_body:
+            assert self.handler is not None
+            if self.handler._finished:
+                return None
+            return self.handler.data_received(data)
+        if self.chunks is not None:
+            self.chunks.append(data)
+        return None
+
+    def finish(self) -> None:
+        if self.stream_request_body:
+            assert self.handler is not None
+            body_future = self.handler._body_future
+            if body_future is not None and not body_future.done():
+                body_future.set_result(None)
+        else:
+            chunks = self.chunks
+            if chunks:
+                request = self.request
+                assert request is not None
+                request.body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                _parse_request_body(request)
+            self.chunks = None
+            self.execute()
+        # The request is the handler's now; references from here would only keep it
+        # alive longer.
+        self.handler = None
+        self.request = None
+
+    def on_connection_close(self) -> None:
+        if self.stream_request_body:
+            if self.handler is not None:
+                self.handler._notify_connection_close()
+        else:
+            self.chunks = None
+
+    def execute(self) -> Optional[Awaitable[None]]:
+        application = self.application
+        settings = application.settings
+        if not settings.get("compiled_template_cache", True):
+            with RequestHandler._template_loader_lock:
+                for loader in RequestHandler._template_loaders.values():
+                    loader.reset()
+        if not settings.get("static_hash_cache", True):
+            static_handler_class = settings.get("static_handler_class", StaticFileHandler)
+            static_handler_class.reset()
+        request = self.request
+        assert request is not None
+        handler = self.handler_class(application, request, **self.handler_kwargs)
+        self.handler = handler
+        transform_classes = application.transforms
+        transforms = [t(request) for t in transform_classes] if transform_classes else []
+        if self.stream_request_body:
+            loop = asyncio.get_event_loop()
+            handler._prepared_future = loop.create_future()
+            handler._body_future = loop.create_future()
+            running = handler._execute(transforms, *self.path_args, **self.path_kwargs)
+            prepared = handler._prepared_future
+            if running is None:
+                handler._release_prepared()
+            return prepared
+        handler._execute(transforms, *self.path_args, **self.path_kwargs)
+        # The request has been handed over; keep no reference to it.
+        return None

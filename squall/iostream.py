@@ -158,6 +158,7 @@ class BaseIOStream:
         "_transport",
         "_write_transport",
         "_attach_task",
+        "_attach_started",
         "_data_handler",
         "_paused_by_user",
         "_paused_for_buffer",
@@ -202,6 +203,7 @@ class BaseIOStream:
         self._transport: Any = None
         self._write_transport: Any = None
         self._attach_task: asyncio.Future[Any] | None = None
+        self._attach_started = False  # whether the attach task has handed anything to the loop
         self._data_handler: Callable[[bytes], Any] | None = None
         self._paused_by_user = False
         self._paused_for_buffer = False
@@ -744,6 +746,16 @@ class BaseIOStream:
         self.close_fd()
         self._signal_closed()
 
+    def _attaching_elsewhere(self) -> bool:
+        # True when a running attach task owns the socket (and closes it when cancelled).
+        task = self._attach_task
+        return (
+            task is not None
+            and not task.done()
+            and self._attach_started
+            and asyncio.current_task(self._loop) is not task
+        )
+
     def _close_transports(self) -> None:
         task = self._attach_task
         if task is not None and not task.done() and asyncio.current_task(self._loop) is not task:
@@ -844,6 +856,7 @@ class IOStream(BaseIOStream):
         raise ValueError("an ssl.SSLSocket needs SSLIOStream")
 
     async def _attach_connected(self) -> None:
+        self._attach_started = True
         try:
             await self._loop.connect_accepted_socket(lambda: self._protocol, self.socket)
         except asyncio.CancelledError:
@@ -873,6 +886,8 @@ class IOStream(BaseIOStream):
     def close_fd(self) -> None:
         had_transport = self._transport is not None or self._write_transport is not None
         attaching = self._attaching_elsewhere()
+        if not had_transport and len(self._write_buffer) and self._connect_future is None:
+            self._flush_before_attach()
         self._close_transports()
         if not had_transport and not attaching:
             # Nobody else owns the socket yet (a cancelled attach closes it itself).
@@ -913,9 +928,18 @@ class IOStream(BaseIOStream):
     def _set_plain_socket(self, sock: Any) -> None:
         self.socket = sock
 
-    def _attaching_elsewhere(self) -> bool:
-        task = self._attach_task
-        return task is not None and not task.done() and asyncio.current_task(self._loop) is not task
+    def _flush_before_attach(self) -> None:
+        # Closed right after writing to a connected socket the loop has not taken over yet:
+        # send what the kernel accepts now, as a plain socket would have.
+        sock = self._plain_socket()
+        if not isinstance(sock, socket.socket) or not _is_connected(sock):
+            return
+        data = self._write_buffer.take_all()
+        try:
+            sock.setblocking(False)
+            sock.send(data)
+        except OSError:
+            pass
 
     def get_fd_error(self) -> Exception | None:
         code = self.socket.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
@@ -949,6 +973,7 @@ class IOStream(BaseIOStream):
         return self.socket
 
     async def _connect(self, address: Any, server_hostname: str | None) -> None:
+        self._attach_started = True
         sock = self._plain_socket()
         try:
             sock.setblocking(False)
@@ -1053,6 +1078,27 @@ def _is_connected(sock: Any) -> bool:
     except (OSError, AttributeError):
         return False
     return True
+
+
+class _PipeHandle:
+    """The file object a pipe transport gets: a descriptor it owns, closed at most once."""
+
+    __slots__ = ("_fd", "_close_on_close")
+
+    def __init__(self, fd: int, close_on_close: bool) -> None:
+        self._fd = fd
+        self._close_on_close = close_on_close
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def close(self) -> None:
+        fd = self._fd
+        if fd < 0:
+            return
+        self._fd = -1
+        if self._close_on_close:
+            os.close(fd)
 
 
 class _EarlyBytesProtocol(asyncio.Protocol):
@@ -1173,12 +1219,14 @@ class SSLIOStream(IOStream):
             )
 
     async def _attach_connected(self) -> None:
+        self._attach_started = True
         context = netutil.ssl_options_to_context(self._ssl_options, server_side=False)
         await self._attach_tls(self._raw_socket, context, False, None)
 
     async def _attach_tls(
         self, sock: socket.socket, context: ssl.SSLContext, server_side: bool, server_hostname: str | None
     ) -> None:
+        self._attach_started = True
         loop = self._loop
         try:
             if server_side:
@@ -1389,8 +1437,10 @@ class PipeIOStream(BaseIOStream):
 
     def __init__(self, fd: int, *args: Any, **kwargs: Any) -> None:
         self.fd = fd
+        # The stream keeps ``fd`` itself; each transport gets a duplicate it may close as it
+        # likes (uvloop closes descriptors on its own, asyncio through the file object), so
+        # no descriptor is ever closed twice.
         self._fio = io.FileIO(fd, "r+", closefd=True)
-        self._writer_fio: io.FileIO | None = None
         super().__init__(*args, **kwargs)
         mode = fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE
         self._readable = mode in (os.O_RDONLY, os.O_RDWR)
@@ -1398,18 +1448,18 @@ class PipeIOStream(BaseIOStream):
         self._attach_task = self._loop.create_task(self._attach_pipe())
 
     async def _attach_pipe(self) -> None:
+        self._attach_started = True
         loop = self._loop
+        loop_closes_fds = type(loop).__module__.startswith("uvloop")
         try:
             if self._readable:
-                await loop.connect_read_pipe(lambda: self._protocol, self._fio)
+                reader = _PipeHandle(os.dup(self.fd), close_on_close=not loop_closes_fds)
+                await loop.connect_read_pipe(lambda: self._protocol, reader)
             if self._writable:
                 writer_protocol = _StreamProtocol(self)
                 writer_protocol.connection_made = self._set_write_transport  # type: ignore[method-assign,assignment]
-                writer_file = self._fio
-                if self._readable:
-                    # Both transports watch their descriptor; they must not share one.
-                    writer_file = self._writer_fio = io.FileIO(os.dup(self.fd), "w")
-                await loop.connect_write_pipe(lambda: writer_protocol, writer_file)
+                writer = _PipeHandle(os.dup(self.fd), close_on_close=not loop_closes_fds)
+                await loop.connect_write_pipe(lambda: writer_protocol, writer)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -1436,8 +1486,6 @@ class PipeIOStream(BaseIOStream):
     def close_fd(self) -> None:
         self._close_transports()
         self._fio.close()
-        if self._writer_fio is not None:
-            self._writer_fio.close()
 
     def read_from_fd(self, buf: bytearray | memoryview) -> int | None:
         return super().read_from_fd(buf)

@@ -485,3 +485,21 @@ async def test_pipe_stream_on_a_read_write_descriptor_reads_and_writes():
     finally:
         stream.close()
         right.close()
+
+
+async def test_close_right_after_writing_to_a_connected_socket_still_sends():
+    (listener,) = netutil.bind_sockets(0, "127.0.0.1", family=socket.AF_INET)
+    accepted = asyncio.get_running_loop().create_future()
+    remove = netutil.add_accept_handler(listener, lambda conn, addr: accepted.set_result(IOStream(conn)))
+    raw = socket.socket()
+    raw.connect(listener.getsockname())
+    stream = IOStream(raw)
+    stream.write(b"said before closing")
+    stream.close()
+    server = await accepted
+    remove()
+    listener.close()
+    try:
+        assert await server.read_until_close() == b"said before closing"
+    finally:
+        server.close()

@@ -159,6 +159,7 @@ class BaseIOStream:
         "_write_transport",
         "_attach_task",
         "_attach_started",
+        "_watched_fd",
         "_data_handler",
         "_paused_by_user",
         "_paused_for_buffer",
@@ -204,6 +205,7 @@ class BaseIOStream:
         self._write_transport: Any = None
         self._attach_task: asyncio.Future[Any] | None = None
         self._attach_started = False  # whether the attach task has handed anything to the loop
+        self._watched_fd = -1  # a socket descriptor checked before a read waits (-1: none)
         self._data_handler: Callable[[bytes], Any] | None = None
         self._paused_by_user = False
         self._paused_for_buffer = False
@@ -356,18 +358,19 @@ class BaseIOStream:
         if len(self._read_buffer) >= self.max_buffer_size and self._read_kind != _READ_INTO:
             self._fail_buffer_full()
             return
-        error = self._descriptor_error()
-        if error is not None:
-            # The descriptor was closed behind the transport's back: fail now, before the
-            # loop trips over it (or over whatever reuses its number).
-            self._forget_descriptor()
-            self.close(exc_info=error)
-            self._clear_read()
-            raise error
-        self._maybe_resume_for_buffer()
-
-    def _descriptor_error(self) -> OSError | None:
-        return None
+        fd = self._watched_fd
+        if fd >= 0:
+            try:
+                os.fstat(fd)
+            except OSError as error:
+                # The descriptor was closed behind the transport's back: fail now, before
+                # the loop trips over it (or over whatever reuses its number).
+                self._forget_descriptor()
+                self.close(exc_info=error)
+                self._clear_read()
+                raise
+        if self._paused_for_buffer:
+            self._maybe_resume_for_buffer()
 
     def _forget_descriptor(self) -> None:
         """Stop the file object from closing a descriptor number it no longer owns."""
@@ -739,6 +742,7 @@ class BaseIOStream:
         """Close the stream; ``exc_info`` (an exception, a tuple or True) records the cause."""
         if self._closed:
             return
+        self._watched_fd = -1
         exc = _exception_from_exc_info(exc_info)
         if exc is not None:
             self.error = exc
@@ -896,19 +900,6 @@ class IOStream(BaseIOStream):
             except (OSError, AttributeError):
                 pass
 
-    def _descriptor_error(self) -> OSError | None:
-        if self._transport is None:
-            return None
-        try:
-            fd = self._plain_socket().fileno()
-            if fd >= 0:
-                os.fstat(fd)
-        except OSError as exc:
-            return exc
-        except (AttributeError, ValueError):
-            return None
-        return None
-
     def _forget_descriptor(self) -> None:
         sock = self._plain_socket()
         inner = getattr(sock, "_sock", sock)  # asyncio's TransportSocket wraps the socket
@@ -923,6 +914,10 @@ class IOStream(BaseIOStream):
         sock = transport.get_extra_info("socket")
         if sock is not None and not self._closed:
             self._set_plain_socket(sock)
+            try:
+                self._watched_fd = sock.fileno()
+            except (OSError, ValueError):
+                self._watched_fd = -1
         super()._connection_made(transport)
 
     def _set_plain_socket(self, sock: Any) -> None:

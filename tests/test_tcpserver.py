@@ -236,3 +236,19 @@ async def test_tls_stream_delivers_to_a_data_handler_set_before_the_handshake():
         writer.close()
     finally:
         server.stop()
+
+
+async def test_server_accepts_on_a_unix_socket(tmp_path):
+    path = str(tmp_path / "upper.sock")
+    server = UpperServer()
+    server.add_socket(netutil.bind_unix_socket(path))
+    raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    client = IOStream(raw)
+    try:
+        await client.connect(path)
+        client.set_nodelay(True)  # ignored for Unix sockets
+        client.write(b"unix\n")
+        assert await client.read_until(b"\n") == b"UNIX\n"
+    finally:
+        client.close()
+        server.stop()

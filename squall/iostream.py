@@ -315,8 +315,11 @@ class BaseIOStream:
         return future
 
     def _start_read(self, kind: int) -> asyncio.Future[Any]:
-        if self._read_future is not None:
-            raise RuntimeError("Already reading")
+        pending = self._read_future
+        if pending is not None:
+            if not pending.cancelled():
+                raise RuntimeError("Already reading")
+            self._clear_read()
         if self._data_handler is not None:
             raise RuntimeError("reads on this stream are taken over by a data handler")
         future = self._loop.create_future()
@@ -500,6 +503,10 @@ class BaseIOStream:
     def _data_received(self, data: bytes) -> None:
         kind = self._read_kind
         buf = self._read_buffer
+        if kind != _NO_READ and self._read_future.cancelled():  # type: ignore[union-attr]
+            # The reader gave up: keep the bytes for the next read instead.
+            self._clear_read()
+            kind = _NO_READ
         if kind == _NO_READ or kind == _READ_UNTIL_CLOSE:
             buf += data
         elif kind == _READ_INTO:
@@ -616,8 +623,11 @@ class BaseIOStream:
 
         Bytes already buffered are handed over before this returns.
         """
-        if handler is not None and self._read_future is not None:
-            raise RuntimeError("cannot take over reads while a read is pending")
+        pending = self._read_future
+        if handler is not None and pending is not None:
+            if not pending.cancelled():
+                raise RuntimeError("cannot take over reads while a read is pending")
+            self._clear_read()
         self._data_handler = handler
         protocol = self._protocol
         protocol.data_received = handler or self._data_received  # type: ignore[method-assign,assignment]
@@ -1493,4 +1503,4 @@ def doctests() -> Any:
     """The module's doctests, as a unittest suite."""
     import doctest
 
-    return doctest.DocTestSuite()
+    return doctest.DocTestSuite(sys.modules[__name__])

@@ -503,3 +503,15 @@ async def test_close_right_after_writing_to_a_connected_socket_still_sends():
         assert await server.read_until_close() == b"said before closing"
     finally:
         server.close()
+
+
+async def test_cancelled_read_leaves_the_data_for_the_next_read():
+    server, client = await stream_pair()
+    try:
+        abandoned = server.read_bytes(5)
+        abandoned.cancel()
+        client.write(b"kept!")
+        assert await server.read_bytes(5) == b"kept!"
+    finally:
+        server.close()
+        client.close()

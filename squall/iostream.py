@@ -697,7 +697,8 @@ class BaseIOStream:
 
     def reading(self) -> bool:
         """True while a read is pending."""
-        return self._read_future is not None
+        future = self._read_future
+        return future is not None and not future.cancelled()
 
     # ---------------------------------------------------------------- transport attachment
 

@@ -10,6 +10,7 @@ import socket
 import ssl
 import stat
 import sys
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -41,6 +42,10 @@ if hasattr(ssl, "OP_NO_COMPRESSION"):
     # Compression under TLS enables CRIME-style attacks.
     _client_ssl_defaults.options |= ssl.OP_NO_COMPRESSION
     _server_ssl_defaults.options |= ssl.OP_NO_COMPRESSION
+
+# The backlog each listening socket was given here: re-listening (asyncio's servers call
+# listen() again) must not silently change it.
+_listen_backlogs: weakref.WeakKeyDictionary[socket.socket, int] = weakref.WeakKeyDictionary()
 
 # The keys an ssl_options dict may hold (the old ssl.wrap_socket arguments).
 _SSL_CONTEXT_KEYWORDS = frozenset(["ssl_version", "certfile", "keyfile", "cert_reqs", "ca_certs", "ciphers"])
@@ -102,6 +107,7 @@ def bind_sockets(
             sock.bind(sockaddr)
             bound_port = sock.getsockname()[1]
             sock.listen(backlog)
+            _listen_backlogs[sock] = backlog
         except BaseException:
             sock.close()
             for other in sockets:
@@ -129,6 +135,7 @@ def bind_unix_socket(file: str, mode: int = 0o600, backlog: int = _DEFAULT_BACKL
         sock.bind(file)
         os.chmod(file, mode)
         sock.listen(backlog)
+        _listen_backlogs[sock] = backlog
     except BaseException:
         sock.close()
         raise

@@ -9,7 +9,7 @@ import ssl
 from collections.abc import Awaitable, Iterable
 from typing import Any
 
-from squall import process
+from squall import netutil, process
 from squall.iostream import IOStream, SSLIOStream, _StreamProtocol
 from squall.log import app_log
 from squall.netutil import _DEFAULT_BACKLOG, bind_sockets, ssl_options_to_context
@@ -199,7 +199,8 @@ def _start_server(
     # With sock= and start_serving, loop.create_server never waits on I/O (asyncio's only
     # yields a bare "sleep(0)"), so drive it to completion here: add_sockets stays synchronous
     # and accepting starts at once, as callers expect.
-    coroutine = loop.create_server(factory, sock=sock, backlog=_DEFAULT_BACKLOG)
+    backlog = netutil._listen_backlogs.get(sock, _DEFAULT_BACKLOG)
+    coroutine = loop.create_server(factory, sock=sock, backlog=backlog)
     for _ in range(8):
         try:
             yielded = coroutine.send(None)

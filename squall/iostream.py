@@ -28,6 +28,13 @@ from typing import Any, Optional, Union
 
 from squall import netutil
 from squall._iostream_buffer import _StreamBuffer, as_byte_view
+from squall._iostream_transport import (
+    _EarlyBytesProtocol,
+    _feed_early_bytes,
+    _PipeHandle,
+    _StreamProtocol,
+    _TLSSocketView,
+)
 from squall.log import gen_log
 
 __all__ = [
@@ -85,35 +92,6 @@ def _is_connection_reset(exc: BaseException | None) -> bool:
     return isinstance(exc, (ConnectionResetError, ConnectionAbortedError, BrokenPipeError)) or (
         isinstance(exc, OSError) and exc.errno in _ERRNO_CONNRESET
     )
-
-
-class _StreamProtocol(asyncio.Protocol):
-    """The asyncio protocol of one stream.
-
-    Its callbacks are instance slots bound straight to the stream's methods (or, for
-    ``data_received``, to a take-over handler), so a received chunk costs one call.
-    """
-
-    __slots__ = (
-        "connection_made",
-        "data_received",
-        "eof_received",
-        "connection_lost",
-        "pause_writing",
-        "resume_writing",
-    )
-
-    def __init__(self, stream: BaseIOStream | None = None) -> None:
-        if stream is not None:
-            self.bind(stream)
-
-    def bind(self, stream: BaseIOStream) -> None:
-        self.connection_made = stream._connection_made  # type: ignore[method-assign,assignment]
-        self.data_received = stream._data_handler or stream._data_received  # type: ignore[method-assign,assignment]
-        self.eof_received = stream._eof_received  # type: ignore[method-assign,assignment]
-        self.connection_lost = stream._connection_lost  # type: ignore[method-assign,assignment]
-        self.pause_writing = stream._pause_writing  # type: ignore[method-assign,assignment]
-        self.resume_writing = stream._resume_writing  # type: ignore[method-assign,assignment]
 
 
 def _exception_from_exc_info(exc_info: _ExcInfo) -> BaseException | None:
@@ -1084,99 +1062,6 @@ def _is_connected(sock: Any) -> bool:
     except (OSError, AttributeError):
         return False
     return True
-
-
-class _PipeHandle:
-    """The file object a pipe transport gets: a descriptor it owns, closed at most once."""
-
-    __slots__ = ("_fd", "_close_on_close")
-
-    def __init__(self, fd: int, close_on_close: bool) -> None:
-        self._fd = fd
-        self._close_on_close = close_on_close
-
-    def fileno(self) -> int:
-        return self._fd
-
-    def close(self) -> None:
-        fd = self._fd
-        if fd < 0:
-            return
-        self._fd = -1
-        if self._close_on_close:
-            os.close(fd)
-
-
-class _EarlyBytesProtocol(asyncio.Protocol):
-    """Holds what a plain transport receives while it waits for its TLS layer."""
-
-    __slots__ = ("data", "lost")
-
-    def __init__(self) -> None:
-        self.data = bytearray()
-        self.lost: BaseException | None = None
-
-    def data_received(self, data: bytes) -> None:
-        self.data += data
-
-    def eof_received(self) -> bool:
-        return True  # let the TLS layer see the end of the stream
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.lost = exc or ConnectionResetError("connection closed before the TLS handshake")
-
-
-def _feed_early_bytes(transport: Any, early: _EarlyBytesProtocol) -> None:
-    data = early.data
-    if not data:
-        return
-    early.data = bytearray()
-    protocol = transport.get_protocol()
-    if hasattr(protocol, "get_buffer"):
-        view = memoryview(data)
-        while view:
-            target = protocol.get_buffer(len(view))
-            count = min(len(target), len(view))
-            target[:count] = view[:count]
-            protocol.buffer_updated(count)
-            view = view[count:]
-    else:
-        protocol.data_received(bytes(data))
-
-
-class _TLSSocketView:
-    """``SSLIOStream.socket``: the TCP socket, plus the TLS queries of an ``ssl.SSLSocket``
-    answered from the transport's TLS object (``None`` before the handshake)."""
-
-    __slots__ = ("_sock", "_stream")
-
-    _TLS_METHODS = frozenset(
-        {
-            "cipher",
-            "getpeercert",
-            "selected_alpn_protocol",
-            "selected_npn_protocol",
-            "version",
-            "compression",
-            "shared_ciphers",
-            "get_channel_binding",
-        }
-    )
-
-    def __init__(self, sock: Any, stream: SSLIOStream) -> None:
-        self._sock = sock
-        self._stream = stream
-
-    def __getattr__(self, name: str) -> Any:
-        if name in self._TLS_METHODS:
-            ssl_object = self._stream._ssl_object()
-            if ssl_object is None:
-                return lambda *args, **kwargs: None
-            return getattr(ssl_object, name)
-        return getattr(self._sock, name)
-
-    def __repr__(self) -> str:
-        return f"<TLS view of {self._sock!r}>"
 
 
 class SSLIOStream(IOStream):

@@ -78,6 +78,36 @@ def _feed_early_bytes(transport: Any, early: _EarlyBytesProtocol) -> None:
         protocol.data_received(bytes(data))
 
 
+class _DrainWatch(asyncio.BufferedProtocol):
+    """Stands between a plain transport and the TLS protocol above it, to learn when the
+    plain transport's buffer drains; everything else goes straight to the TLS protocol
+    (its bound methods sit in the slots, so received data costs no extra call)."""
+
+    __slots__ = (
+        "get_buffer",
+        "buffer_updated",
+        "data_received",
+        "eof_received",
+        "connection_lost",
+        "pause_writing",
+        "_tls_protocol",
+        "_on_drained",
+    )
+
+    def __init__(self, tls_protocol: Any, on_drained: Any) -> None:
+        self._tls_protocol = tls_protocol
+        self._on_drained = on_drained
+        for name in ("get_buffer", "buffer_updated", "data_received", "eof_received",
+                     "connection_lost", "pause_writing"):
+            method = getattr(tls_protocol, name, None)
+            if method is not None:
+                setattr(self, name, method)
+
+    def resume_writing(self) -> None:
+        self._tls_protocol.resume_writing()
+        self._on_drained()
+
+
 class _TLSSocketView:
     """``SSLIOStream.socket``: the TCP socket, plus the TLS queries of an ``ssl.SSLSocket``
     answered from the transport's TLS object (``None`` before the handshake)."""

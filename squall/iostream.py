@@ -29,6 +29,7 @@ from typing import Any, Optional, Union
 from squall import netutil
 from squall._iostream_buffer import _StreamBuffer, as_byte_view
 from squall._iostream_transport import (
+    _DrainWatch,
     _EarlyBytesProtocol,
     _feed_early_bytes,
     _PipeHandle,
@@ -587,8 +588,9 @@ class BaseIOStream:
 
     def _resume_writing(self) -> None:
         futures = self._write_futures
-        # While connecting, write futures wait for the connect future to resolve first.
-        if futures and self._connect_future is None:
+        # While connecting, write futures wait for the connect future to resolve first; once
+        # closed, they fail instead (closing may drain a transport on its way out).
+        if futures and self._connect_future is None and not self._closed:
             self._write_futures = []
             for future in futures:
                 if not future.done():
@@ -1078,7 +1080,8 @@ class SSLIOStream(IOStream):
         self._handshake_future: asyncio.Future[Any] | None = None
         self._handshake_waiter: asyncio.Future[Any] | None = None
         self._server_hostname: str | None = None
-        self._raw_transport: asyncio.BaseTransport | None = None
+        # The plain transport under TLS (kept after the handshake for write accounting).
+        self._raw_transport: Any = None
         super().__init__(*args, **kwargs)
         self._raw_socket = self.socket
         self.socket = _TLSSocketView(self.socket, self)
@@ -1118,22 +1121,31 @@ class SSLIOStream(IOStream):
         self, sock: socket.socket, context: ssl.SSLContext, server_side: bool, server_hostname: str | None
     ) -> None:
         self._attach_started = True
-        loop = self._loop
         try:
-            if server_side:
-                await loop.connect_accepted_socket(lambda: self._protocol, sock, ssl=context)
-            else:
-                await loop.create_connection(
-                    lambda: self._protocol, sock=sock, ssl=context,
-                    server_hostname=server_hostname or "",
-                )
+            await self._plain_then_tls(sock, context, server_side, server_hostname)
         except asyncio.CancelledError:
             sock.close()
             raise
         except Exception as exc:
             self._handshake_failed(exc)
-            return
-        self._handshake_succeeded()
+
+    async def _plain_then_tls(
+        self, sock: socket.socket, context: ssl.SSLContext, server_side: bool, server_hostname: str | None
+    ) -> None:
+        """Give the connected ``sock`` a plain transport, then run TLS over it.
+
+        Going through ``start_tls`` (rather than letting the loop wrap the socket) keeps the
+        plain transport in reach, so its buffer counts in ``writing()`` and write futures.
+        """
+        early = _EarlyBytesProtocol()
+        loop = self._loop
+        if server_side:
+            raw, _ = await loop.connect_accepted_socket(lambda: early, sock)
+        else:
+            raw, _ = await loop.create_connection(lambda: early, sock=sock)
+        raw.pause_reading()
+        self._raw_transport = raw
+        await self._run_start_tls(raw, early, context, server_side, server_hostname)
 
     def _connection_made(self, transport: Any) -> None:
         self._handshake_done = True
@@ -1232,23 +1244,16 @@ class SSLIOStream(IOStream):
             if tls_transport is not None:
                 tls_transport.abort()
             return
-        self._raw_transport = None
+        # Watch the plain transport drain too: its buffer is part of what write() waits for.
+        raw_transport.set_protocol(_DrainWatch(raw_transport.get_protocol(), self._raw_drained))
+        raw_transport.set_write_buffer_limits(high=0)
         self._connection_made(tls_transport)
         self._handshake_succeeded()
 
     async def _open_client_transport(self, sock: socket.socket, server_hostname: str | None) -> None:
         context = netutil.ssl_options_to_context(self._ssl_options, server_side=False)
         hostname = server_hostname if server_hostname is not None else self._server_hostname
-        try:
-            await self._loop.create_connection(
-                lambda: self._protocol, sock=sock, ssl=context, server_hostname=hostname or ""
-            )
-        except asyncio.CancelledError:
-            raise
-        except (ssl.SSLError, ssl.CertificateError, ValueError) as exc:
-            self._handshake_failed(exc)
-            return
-        self._handshake_succeeded()
+        await self._plain_then_tls(sock, context, False, hostname)
 
     def connect(self, address: Any, server_hostname: str | None = None) -> asyncio.Future[Any]:
         self._server_hostname = server_hostname
@@ -1279,7 +1284,8 @@ class SSLIOStream(IOStream):
     def close_fd(self) -> None:
         raw = self._raw_transport
         self._raw_transport = None
-        if raw is not None and not raw.is_closing():
+        if raw is not None and self._transport is None and not raw.is_closing():
+            # No TLS transport yet to close it: the handshake is still running.
             raw.abort()  # type: ignore[attr-defined]
         had_transport = self._transport is not None
         attaching = self._attaching_elsewhere()
@@ -1316,7 +1322,19 @@ class SSLIOStream(IOStream):
         return super().reading()
 
     def writing(self) -> bool:
-        return super().writing()
+        if super().writing():
+            return True
+        raw = self._raw_transport
+        return raw is not None and self._transport is not None and raw.get_write_buffer_size() > 0
+
+    def _resume_writing(self) -> None:
+        # The TLS layer drained; the plain transport below may still hold bytes.
+        if not self.writing():
+            super()._resume_writing()
+
+    def _raw_drained(self) -> None:
+        if not self.writing():
+            super()._resume_writing()
 
 
 class PipeIOStream(BaseIOStream):

@@ -515,3 +515,20 @@ async def test_cancelled_read_leaves_the_data_for_the_next_read():
     finally:
         server.close()
         client.close()
+
+
+async def test_tls_write_future_waits_for_the_plain_transport_and_fails_on_close():
+    (sock,) = netutil.bind_sockets(0, "127.0.0.1", family=socket.AF_INET)
+    server = EchoServer(ssl_options=SERVER_SSL)  # reads lines; never sees one here
+    server.add_socket(sock)
+    client = SSLIOStream(socket.socket(), ssl_options=client_tls_context())
+    try:
+        await client.connect(sock.getsockname())
+        pending = client.write(b"x" * (16 * 1024 * 1024))
+        assert client.writing()
+        client.close()
+        with pytest.raises(StreamClosedError):
+            await pending
+    finally:
+        client.close()
+        server.stop()

@@ -194,3 +194,11 @@ def test_ssl_wrap_socket_returns_an_ssl_socket():
         assert wrapped.server_side
     finally:
         wrapped.close()
+
+
+def test_bind_sockets_remembers_each_listening_backlog():
+    (sock,) = bind_sockets(0, "127.0.0.1", family=socket.AF_INET, backlog=7)
+    try:
+        assert netutil._listen_backlogs[sock] == 7
+    finally:
+        sock.close()

@@ -36,6 +36,7 @@ from squall._iostream_transport import (
     _StreamProtocol,
     _TLSSocketView,
 )
+from squall.ioloop import IOLoop
 from squall.log import gen_log
 
 __all__ = [
@@ -153,8 +154,6 @@ class BaseIOStream:
         read_chunk_size: int | None = None,
         max_write_buffer_size: int | None = None,
     ) -> None:
-        from squall.ioloop import IOLoop
-
         self.io_loop = IOLoop.current()
         self._loop: asyncio.AbstractEventLoop = self.io_loop.asyncio_loop  # type: ignore[attr-defined]
         self.max_buffer_size = max_buffer_size or _DEFAULT_MAX_BUFFER_SIZE

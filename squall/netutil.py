@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from squall.concurrent import dummy_executor
+from squall.ioloop import IOLoop
 from squall.util import Configurable
 
 __all__ = [
@@ -149,8 +150,6 @@ def add_accept_handler(
 
     Returns a function that stops accepting (the socket itself stays open).
     """
-    from squall.ioloop import IOLoop
-
     io_loop = IOLoop.current()
     removed = False
 

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Iterable
 from typing import Any
 
 from squall import netutil, process
+from squall.ioloop import IOLoop
 from squall.iostream import IOStream, SSLIOStream, _StreamProtocol
 from squall.log import app_log
 from squall.netutil import _DEFAULT_BACKLOG, bind_sockets, ssl_options_to_context
@@ -78,8 +79,6 @@ class TCPServer:
 
     def add_sockets(self, sockets: Iterable[socket.socket]) -> None:
         """Start accepting connections on already listening sockets."""
-        from squall.ioloop import IOLoop
-
         loop: asyncio.AbstractEventLoop = IOLoop.current().asyncio_loop  # type: ignore[attr-defined]
         for sock in sockets:
             fileno = sock.fileno()
@@ -177,8 +176,6 @@ class TCPServer:
             return
         if result is not None:
             # A coroutine handler runs as a task; its failure is logged, not lost.
-            from squall.ioloop import IOLoop
-
             IOLoop.current().add_future(asyncio.ensure_future(result), _result_or_log)
 
     def _make_stream(self, transport: Any, protocol: _StreamProtocol) -> IOStream:

@@ -624,6 +624,7 @@ class BaseIOStream:
         """Put ``data`` back at the front of the read buffer."""
         if data:
             self._read_buffer[0:0] = data
+            self._scan_pos = 0  # earlier delimiter scans covered what is now further on
             if self._read_kind != _NO_READ:
                 self._satisfy_read()
 

@@ -532,3 +532,18 @@ async def test_tls_write_future_waits_for_the_plain_transport_and_fails_on_close
     finally:
         client.close()
         server.stop()
+
+
+async def test_unread_bytes_are_searched_by_a_pending_read_until():
+    server, client = await stream_pair()
+    try:
+        pending = server.read_until(b"\r\n")
+        client.write(b"tail without the delimiter")
+        await asyncio.sleep(0.02)
+        server._unread(b"head\r\n")
+        assert await pending == b"head\r\n"
+        client.write(b"\r\n")
+        assert await server.read_until(b"\r\n") == b"tail without the delimiter\r\n"
+    finally:
+        server.close()
+        client.close()

@@ -1164,14 +1164,16 @@ class SSLIOStream(IOStream):
                 future.set_result(self)
 
     def _handshake_failed(self, exc: BaseException) -> None:
-        if isinstance(exc, (ssl.SSLError, ssl.CertificateError)) or not _is_connection_reset(exc):
+        tls_error = isinstance(exc, (ssl.SSLError, ssl.CertificateError, ValueError))
+        if tls_error or not _is_connection_reset(exc):
             gen_log.warning("SSL Error on %s %s: %s", self._fileno_for_log(), self._peer_name(), exc)
-        # The handshake's own waiters see the TLS error itself, not StreamClosedError.
+        # The handshake's own waiters see a TLS error itself; a lost connection is reported
+        # like any other closed stream.
         for name in ("_handshake_future", "_handshake_waiter", "_connect_future"):
             future = getattr(self, name)
             setattr(self, name, None)
             if future is not None and not future.done():
-                future.set_exception(exc)
+                future.set_exception(exc if tls_error else StreamClosedError(real_error=exc))
                 future.exception()
         self.close(exc_info=exc)
 

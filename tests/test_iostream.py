@@ -547,3 +547,17 @@ async def test_unread_bytes_are_searched_by_a_pending_read_until():
     finally:
         server.close()
         client.close()
+
+
+async def test_peer_closing_during_the_tls_handshake_gives_stream_closed():
+    (listener,) = netutil.bind_sockets(0, "127.0.0.1", family=socket.AF_INET)
+    remove = netutil.add_accept_handler(listener, lambda conn, addr: conn.close())
+    client = SSLIOStream(socket.socket(), ssl_options=client_tls_context())
+    try:
+        with pytest.raises((StreamClosedError, ssl.SSLError)):
+            await client.connect(listener.getsockname())
+        assert client.closed()
+    finally:
+        remove()
+        listener.close()
+        client.close()

@@ -1246,9 +1246,13 @@ class SSLIOStream(IOStream):
             if tls_transport is not None:
                 tls_transport.abort()
             return
-        # Watch the plain transport drain too: its buffer is part of what write() waits for.
-        raw_transport.set_protocol(_DrainWatch(raw_transport.get_protocol(), self._raw_drained))
-        raw_transport.set_write_buffer_limits(high=0)
+        tls_protocol = raw_transport.get_protocol()
+        if hasattr(tls_protocol, "get_buffer"):
+            # Watch the plain transport drain too: its buffer is part of what write() waits for.
+            raw_transport.set_protocol(_DrainWatch(tls_protocol, self._raw_drained))
+            raw_transport.set_write_buffer_limits(high=0)
+        else:
+            self._raw_transport = None  # cannot watch it: count the TLS layer's buffer alone
         self._connection_made(tls_transport)
         self._handshake_succeeded()
 

@@ -834,3 +834,26 @@ class TestTemplates:
         assert body.index("<link") < body.index("</head>")
         assert "go()" in body and body.index("go()") < body.index("</body>")
         assert 'name="_xsrf"' in body
+
+
+class TestLogFunction:
+    @pytest.fixture
+    def app(self):
+        self.logged = []
+        return Application([("/", HelloHandler)], log_function=self.logged.append)
+
+    async def test_log_function_replaces_access_log(self, fetch):
+        await fetch("/")
+        assert len(self.logged) == 1
+        assert self.logged[0].get_status() == 200
+        assert self.logged[0]._request_summary().startswith("GET / (")
+
+
+async def test_listen_returns_a_server():
+    from squall.httpserver import HTTPServer
+
+    server = Application([("/", HelloHandler)]).listen(0, address="127.0.0.1")
+    try:
+        assert isinstance(server, HTTPServer)
+    finally:
+        server.stop()

@@ -857,3 +857,22 @@ async def test_listen_returns_a_server():
         assert isinstance(server, HTTPServer)
     finally:
         server.stop()
+
+
+class TestFallback:
+    @pytest.fixture
+    def app(self):
+        from squall.web import FallbackHandler
+        from squall.wsgi import WSGIContainer
+
+        def wsgi_app(environ, start_response):
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [b"from wsgi " + environ["PATH_INFO"].encode()]
+
+        return Application(
+            [("/native", HelloHandler), (r"/.*", FallbackHandler, {"fallback": WSGIContainer(wsgi_app)})]
+        )
+
+    async def test_fallback_serves_other_paths(self, fetch):
+        assert (await fetch("/native")).body == b"Hello, world"
+        assert (await fetch("/legacy/page")).body == b"from wsgi /legacy/page"

@@ -692,21 +692,21 @@ class HTTP1Connection(httputil.HTTPConnection):
 
     def _after_finish(self) -> None:
         self._delegate_done = True
-        if self._stopped:
-            return
         if not self.is_client:
-            if self._write_finished:
+            if self._write_finished and not self._stopped:
                 self._exchange_done()
             return
         future = self._read_future
-        keep_alive = self._keep_alive
-        stream = self.stream
-        self._stop()
-        if stream is not None:
-            if keep_alive:
-                self._release_stream(stream)
-            else:
-                stream.close()
+        if not self._stopped:
+            # (A delegate that detached in finish() has taken the stream already.)
+            keep_alive = self._keep_alive
+            stream = self.stream
+            self._stop()
+            if stream is not None:
+                if keep_alive:
+                    self._release_stream(stream)
+                else:
+                    stream.close()
         if future is not None and not future.done():
             future.set_result(True)
 

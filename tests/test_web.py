@@ -876,3 +876,78 @@ class TestFallback:
     async def test_fallback_serves_other_paths(self, fetch):
         assert (await fetch("/native")).body == b"Hello, world"
         assert (await fetch("/legacy/page")).body == b"from wsgi /legacy/page"
+
+
+class TestAsyncFailures:
+    @pytest.fixture
+    def app(self):
+        test = self
+
+        class AsyncBoom(RequestHandler):
+            async def get(self):
+                await asyncio.sleep(0)
+                raise ValueError("async failure")
+
+        class FailAfterFlush(RequestHandler):
+            async def get(self):
+                self.write("partial")
+                await self.flush()
+                raise ValueError("too late for an error page")
+
+        class CustomError(RequestHandler):
+            def get(self):
+                raise KeyError("missing")
+
+            def write_error(self, status_code, **kwargs):
+                self.write({"status": status_code, "type": kwargs["exc_info"][0].__name__})
+
+        class Cancelled(RequestHandler):
+            async def get(self):
+                test.task = asyncio.current_task()
+                test.started.set()
+                await asyncio.Event().wait()
+
+        self.started = asyncio.Event()
+        return Application(
+            [
+                ("/boom", AsyncBoom),
+                ("/late", FailAfterFlush),
+                ("/custom", CustomError),
+                ("/cancel", Cancelled),
+            ]
+        )
+
+    async def test_async_exception_is_500(self, fetch, caplog):
+        with caplog.at_level(logging.ERROR):
+            response = await fetch("/boom")
+        assert response.code == 500
+        assert b"async failure" not in response.body
+        assert any("Uncaught exception" in r.getMessage() for r in caplog.records)
+
+    async def test_error_after_headers_sent_ends_response(self, fetch, caplog):
+        with caplog.at_level(logging.ERROR):
+            response = await fetch("/late")
+        assert response.code == 200
+        assert response.body == b"partial"
+        assert any(
+            "Cannot send error response after headers written" in r.getMessage()
+            for r in caplog.records
+        )
+
+    async def test_custom_write_error(self, fetch, caplog):
+        with caplog.at_level(logging.ERROR):
+            response = await fetch("/custom")
+        assert response.code == 500
+        assert json.loads(response.body) == {"status": 500, "type": "KeyError"}
+
+    async def test_cancelled_handler_task_answers_500_quietly(self, fetch, caplog, http_client, base_url):
+        with caplog.at_level(logging.ERROR, logger="squall.application"):
+            response_future = asyncio.ensure_future(
+                http_client.fetch(base_url + "/cancel", raise_error=False)
+            )
+            await asyncio.wait_for(self.started.wait(), 5)
+            self.task.cancel()
+            response = await asyncio.wait_for(response_future, 5)
+        assert response.code == 500
+        assert self.task.cancelled()
+        assert not [r for r in caplog.records if r.name == "squall.application"]

@@ -771,8 +771,12 @@ class HTTP1Connection(httputil.HTTPConnection):
         return ""
 
     def _on_bad_input(self, error: httputil.HTTPInputError) -> None:
-        gen_log.info("Malformed HTTP message from %s: %s", self._peer(), error)
         status = getattr(error, "status_code", 400)
+        if status == 431:
+            # Worded as Tornado words it, for log filters written against Tornado.
+            gen_log.info("Unsatisfiable read, closing connection from %s: %s", self._peer(), error)
+        else:
+            gen_log.info("Malformed HTTP message from %s: %s", self._peer(), error)
         stream = self.stream
         if not self.is_client and not self._headers_written and stream is not None:
             if not stream.closed():

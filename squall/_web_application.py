@@ -282,7 +282,10 @@ class _HandlerDelegate(httputil.HTTPMessageDelegate):
         self.path_args = path_args or []
         self.path_kwargs = path_kwargs or {}
         self.chunks: Optional[List[bytes]] = []
-        self.stream_request_body = _has_stream_request_body(handler_class)
+        streaming = getattr(handler_class, "_stream_request_body", None)
+        self.stream_request_body = (
+            streaming if streaming is not None else _has_stream_request_body(handler_class)
+        )
         self.handler: Optional[RequestHandler] = None
 
     def headers_received(

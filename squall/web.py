@@ -126,6 +126,10 @@ _ARG_DEFAULT: Any = _ArgDefaultMarker()
 _UNSET: Any = object()
 
 _SAFE_METHODS = frozenset(("GET", "HEAD", "OPTIONS"))
+# Handler attribute for each standard method (saves a lower() per request).
+_METHOD_ATTRIBUTES = {
+    name: name.lower() for name in ("GET", "HEAD", "POST", "DELETE", "PATCH", "PUT", "OPTIONS")
+}
 _SERVER_HEADER = "SquallServer/" + squall.version
 _RESPONSES = http.client.responses
 
@@ -1195,7 +1199,8 @@ class RequestHandler:
                 return None
             if self._stream_request_body:
                 return _spawn(self._execute_rest(None, prepared=True))
-            result = getattr(self, method.lower())(*self.path_args, **self.path_kwargs)  # type: ignore[union-attr]
+            name = _METHOD_ATTRIBUTES.get(method) or method.lower()  # type: ignore[union-attr]
+            result = getattr(self, name)(*self.path_args, **self.path_kwargs)
             if result is not None:
                 return _spawn(self._execute_rest(result, prepared=True, called=True))
             if self._auto_finish and not self._finished:

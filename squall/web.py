@@ -300,6 +300,7 @@ class RequestHandler:
         request: httputil.HTTPServerRequest,
         **kwargs: Any,
     ) -> None:
+        super().__init__()  # lets mixins such as auth.OpenIdMixin set themselves up
         self.application = application
         self.request = request
         self._headers_written = False

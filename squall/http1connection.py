@@ -362,6 +362,10 @@ class HTTP1Connection(httputil.HTTPConnection):
         """
         stream = self.stream
         self._stop()
+        future = self._read_future
+        if future is not None and not future.done() and not self._read_finished:
+            # Detached mid-message (an upgrade): no HTTP response was read to the end.
+            future.set_result(False)
         if stream is None:
             return None
         if self._server is not None:

@@ -7,6 +7,8 @@ of asyncio, using uvloop when it is installed.
 import importlib
 from typing import Any
 
+from squall._loop_policy import install_uvloop_policy
+
 # The version string and a tuple that sorts the way versions do (the last item is 0 for a
 # release, negative for a pre-release).
 version = "0.1.0"
@@ -44,6 +46,9 @@ __all__ = [
     "websocket",
     "wsgi",
 ]
+
+
+install_uvloop_policy()
 
 
 def __getattr__(name: str) -> Any:

@@ -113,3 +113,33 @@ def test_add_thread_selector_loop_delegates_and_closes_idempotently():
     wrapped.close()
     wrapped.close()
     assert real.is_closed()
+
+
+def test_importing_any_squall_module_selects_uvloop_unless_disabled() -> None:
+    import subprocess
+    import sys
+
+    probe = (
+        "import squall.web, asyncio\n"
+        "async def main():\n"
+        "    print(type(asyncio.get_running_loop()).__module__)\n"
+        "asyncio.run(main())\n"
+    )
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        expected_default = "asyncio"
+    else:
+        expected_default = "uvloop"
+    for env, expected in (({}, expected_default), ({"SQUALL_NO_UVLOOP": "1"}, "asyncio")):
+        import os
+
+        output = subprocess.run(
+            [sys.executable, "-c", probe],
+            env={**os.environ, "SQUALL_NO_UVLOOP": "", **env},
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        ).stdout
+        assert output.strip().startswith(expected), (env, output)

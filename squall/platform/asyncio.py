@@ -1,8 +1,7 @@
 """The asyncio implementation of ``IOLoop``, plus asyncio interoperability helpers.
 
-Importing this module installs uvloop's event loop policy when uvloop is importable, the
-environment variable ``SQUALL_NO_UVLOOP`` is unset or false, and the current policy is
-asyncio's default, so every loop created afterwards is a uvloop loop.
+The loop itself is chosen by ``squall._loop_policy`` when the package is imported: uvloop
+when it is installed, unless ``SQUALL_NO_UVLOOP`` is set.
 """
 
 from __future__ import annotations
@@ -12,7 +11,6 @@ import atexit
 import contextvars
 import errno
 import functools
-import os
 import select
 import socket
 import sys
@@ -38,28 +36,6 @@ __all__ = [
 _T = TypeVar("_T")
 
 
-def _uvloop_disabled() -> bool:
-    value = os.environ.get("SQUALL_NO_UVLOOP", "").strip().lower()
-    return value not in ("", "0", "false", "no", "off")
-
-
-def _install_uvloop_policy() -> None:
-    if _uvloop_disabled():
-        return
-    try:
-        import uvloop
-    except ImportError:
-        return
-    with warnings.catch_warnings():
-        # Python 3.14 deprecates the policy API; uvloop still relies on it.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        policy = asyncio.get_event_loop_policy()
-        # Only replace asyncio's own default: an application's explicit choice wins.
-        if type(policy) is asyncio.DefaultEventLoopPolicy:
-            asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-
-
-_install_uvloop_policy()
 
 
 class BaseAsyncIOLoop(IOLoop):

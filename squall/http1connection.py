@@ -1013,7 +1013,7 @@ class HTTP1ServerConnection:
         current = self._current
         if current is None:
             return
-        if current._stopped:
+        if current._stopped or parser.done:
             # Waiting for the response to the previous request: only buffer, and stop
             # reading if a pipelining client sends too much ahead.
             if not self._paused and parser.buffered > _PIPELINE_BUFFER_LIMIT:

@@ -777,3 +777,27 @@ def test_client_closing_before_response_does_not_break_server():
             writer.close()
 
     run(main)
+
+
+def test_pipelining_client_is_not_buffered_without_bound():
+    async def main():
+        app = RecordingApp()
+        async with Server(app) as server:
+            reader, writer = await server.connect()
+            # The first request is never answered; what follows must not pile up
+            # in the server beyond its pipelining buffer.
+            writer.write(b"GET /noanswer HTTP/1.1\r\nHost: x\r\n\r\n")
+            chunk = GET * 1000
+            sent = 0
+            try:
+                for _ in range(200):
+                    writer.write(chunk)
+                    await asyncio.wait_for(writer.drain(), 0.2)
+                    sent += len(chunk)
+            except asyncio.TimeoutError:
+                pass
+            connection = next(iter(server.server._connections))
+            assert connection._parser.buffered <= 2 * 1024 * 1024
+            writer.close()
+
+    run(main)

@@ -376,7 +376,7 @@ class HTTP1Parser:
             if "Transfer-Encoding" in headers or (
                 "Content-Length" in headers and headers["Content-Length"] != "0"
             ):
-                raise ParseError("Response code %d cannot have body" % code)
+                raise ParseError("Response with code %d should not have body" % code)
             return _NO_BODY
         framing = self._body_framing(headers, allow_until_close=True)
         if code == 304 or self._request_method == "HEAD":
@@ -450,7 +450,7 @@ class HTTP1Parser:
             return None
         self._body_size += len(data)
         if self._body_size > self.max_body_size:
-            raise ParseError("body too large", 413)
+            raise ParseError("Body too long", 413)
         return (DATA, data)
 
     def _read_chunk_size(self) -> Optional[Event]:

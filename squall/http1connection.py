@@ -766,19 +766,24 @@ class HTTP1Connection(httputil.HTTPConnection):
     # Failures
 
     def _peer(self) -> str:
-        context = self.context
-        if context is not None:
-            remote_ip = getattr(context, "remote_ip", None)
-            if remote_ip is not None:
-                return str(remote_ip)
-            return str(context)
-        return ""
+        # The server's context prints as the peer address; a client has none ("None").
+        return str(self.context)
 
     def _on_bad_input(self, error: httputil.HTTPInputError) -> None:
         status = getattr(error, "status_code", 400)
         if status == 431:
             # Worded as Tornado words it, for log filters written against Tornado.
             gen_log.info("Unsatisfiable read, closing connection from %s: %s", self._peer(), error)
+            future = self._read_future
+            if self.is_client and future is not None and not future.done():
+                # A client never got a response head: that is a failed read, not a
+                # message the delegate knows about.
+                from squall.iostream import UnsatisfiableReadError
+
+                self._stop()
+                future.set_exception(UnsatisfiableReadError(str(error)))
+                self.close()
+                return
         else:
             gen_log.info("Malformed HTTP message from %s: %s", self._peer(), error)
         stream = self.stream

@@ -210,7 +210,11 @@ class HTTPHeaders(MutableMapping[str, str]):
                 yield name, value
 
     def parse_line(self, line: str, *, _chars_are_bytes: bool = True) -> None:
-        """Adds one ``Name: value`` line (without its line break)."""
+        """Adds one ``Name: value`` line; a trailing CRLF or LF is ignored, as is a blank line."""
+        if line.endswith("\n"):
+            line = line[:-2] if line.endswith("\r\n") else line[:-1]
+            if not line:
+                return
         if line[:1] in (" ", "\t"):
             raise HTTPInputError("header line cannot start with whitespace, folding not supported")
         name, colon, value = line.partition(":")

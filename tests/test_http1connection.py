@@ -373,3 +373,46 @@ def test_is_transfer_encoding_chunked():
         except HTTPInputError:
             continue
         raise AssertionError("accepted %r" % bad)
+
+
+def test_client_oversized_response_head_fails_the_read(caplog):
+    from squall.iostream import UnsatisfiableReadError
+
+    async def main():
+        client, server = await stream_pair()
+        conn = HTTP1Connection(client, True, HTTP1ConnectionParameters(max_header_size=100))
+        server.write(b"HTTP/1.1 200 OK\r\nX: " + b"a" * 500 + b"\r\n\r\n")
+        delegate = Collector()
+        try:
+            await conn.read_response(delegate)
+        except UnsatisfiableReadError:
+            pass
+        else:
+            raise AssertionError("oversized head accepted")
+        assert delegate.heads == [] and delegate.closed == 0
+        assert client.closed()
+        server.close()
+
+    with caplog.at_level(logging.INFO):
+        run(main)
+    assert any("Unsatisfiable read" in r.getMessage() for r in caplog.records)
+
+
+def test_client_malformed_response_is_logged_with_none_peer(caplog):
+    async def main():
+        client, server = await stream_pair()
+        conn = HTTP1Connection(client, True)
+        server.write(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n"
+        )
+        delegate = Collector()
+        assert await conn.read_response(delegate) is False
+        server.close()
+
+    with caplog.at_level(logging.INFO):
+        run(main)
+    assert any(
+        r.getMessage()
+        == "Malformed HTTP message from None: Message with both Transfer-Encoding and Content-Length"
+        for r in caplog.records
+    )

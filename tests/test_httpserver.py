@@ -801,3 +801,31 @@ def test_pipelining_client_is_not_buffered_without_bound():
             writer.close()
 
     run(main)
+
+
+def test_reuse_port_lets_two_servers_share_a_port():
+    if not hasattr(socket, "SO_REUSEPORT"):
+        pytest.skip("SO_REUSEPORT not available")
+
+    async def main():
+        first = HTTPServer(RecordingApp())
+        probe = netutil.bind_sockets(0, "127.0.0.1", family=socket.AF_INET, reuse_port=True)
+        port = probe[0].getsockname()[1]
+        for sock in probe:
+            sock.close()
+        first.bind(port, "127.0.0.1", family=socket.AF_INET, reuse_port=True)
+        first.start(1)
+        second = HTTPServer(RecordingApp())
+        second.bind(port, "127.0.0.1", family=socket.AF_INET, reuse_port=True)
+        second.start(1)
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(GET)
+            assert (await read_response(reader))[2] == b"GET /a 0:"
+            writer.close()
+        finally:
+            for server in (first, second):
+                server.stop()
+                await server.close_all_connections()
+
+    run(main)

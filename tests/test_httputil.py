@@ -326,3 +326,10 @@ def test_request_parse_body_merges_arguments():
     request._parse_body()
     assert request.body_arguments == {"a": [b"2"], "b": [b"3"]}
     assert request.arguments == {"a": [b"1", b"2"], "b": [b"3"]}
+
+
+def test_parse_line_ignores_trailing_line_break():
+    headers = HTTPHeaders()
+    for line in ("A: 1\r\n", "B: 2\n", "C: 3", "\r\n"):
+        headers.parse_line(line)
+    assert list(headers.get_all()) == [("A", "1"), ("B", "2"), ("C", "3")]

@@ -58,6 +58,8 @@ _MAX_1XX_RESPONSES = 10
 # Parser events handled in one go before yielding to the event loop, so that a peer
 # sending many tiny chunks cannot monopolize it.
 _EVENTS_PER_TURN = 128
+# Unparsed input past which reading pauses while the parser catches up.
+_BACKLOG_LIMIT = 256 * 1024
 
 # While a server waits for the application to answer one request, it buffers what a
 # pipelining client sends next; past this many bytes it stops reading from the socket.
@@ -285,6 +287,7 @@ class HTTP1Connection(httputil.HTTPConnection):
         "_expect_continue",
         "_last_write",
         "_delegate_done",
+        "_backlog_paused",
     )
 
     def __init__(
@@ -338,6 +341,7 @@ class HTTP1Connection(httputil.HTTPConnection):
         self._last_write: Optional[Future[None]] = None
         # Set once the delegate's finish() returned: it needs no on_connection_close.
         self._delegate_done = False
+        self._backlog_paused = False
 
     # Public API
 
@@ -590,6 +594,10 @@ class HTTP1Connection(httputil.HTTPConnection):
                     continue
                 if parser.eof and self.is_client:
                     self._abort()
+                elif self._backlog_paused:
+                    self._backlog_paused = False
+                    if self.stream is not None:
+                        self.stream._resume_reading()
                 return
             kind = event[0]
             if kind == DATA:
@@ -601,8 +609,14 @@ class HTTP1Connection(httputil.HTTPConnection):
             budget -= 1
             if budget <= 0:
                 # Let other work run; the rest is parsed on the next loop iteration.
+                # A peer that sends faster than its tiny pieces can be parsed is not
+                # read from until the backlog is worked off.
+                if parser.buffered > _BACKLOG_LIMIT and not self._backlog_paused:
+                    if self.stream is not None:
+                        self._backlog_paused = True
+                        self.stream._pause_reading()
                 self._scheduled = True
-                asyncio.get_running_loop().call_soon(self._run)
+                asyncio.get_running_loop().call_soon(_guarded_run, self)
                 return
 
     def _on_head(
@@ -1059,7 +1073,7 @@ class HTTP1ServerConnection:
             # A pipelined request is already here: parse it on the next loop
             # iteration, so that a long pipeline does not recurse.
             connection._scheduled = True
-            asyncio.get_running_loop().call_soon(connection._run)
+            asyncio.get_running_loop().call_soon(_guarded_run, connection)
 
     def _detached(self) -> None:
         self._head_received()

@@ -829,3 +829,23 @@ def test_reuse_port_lets_two_servers_share_a_port():
                 await server.close_all_connections()
 
     run(main)
+
+
+def test_tiny_chunk_flood_is_throttled_not_buffered():
+    async def main():
+        app = RecordingApp()
+        async with Server(app, max_body_size=1 << 30) as server:
+            reader, writer = await server.connect()
+            writer.write(b"POST /t HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+            piece = b"1\r\nx\r\n" * 20000
+            try:
+                for _ in range(100):
+                    writer.write(piece)
+                    await asyncio.wait_for(writer.drain(), 0.2)
+            except asyncio.TimeoutError:
+                pass
+            connection = next(iter(server.server._connections))
+            assert connection._parser.buffered <= 4 * 1024 * 1024
+            writer.close()
+
+    run(main)

@@ -107,6 +107,9 @@ _S_UNTIL_CLOSE = 7  # response body delimited by the end of the connection
 _S_DONE = 8  # message complete; waiting for start_next_message()
 _S_BROKEN = 9  # an error was raised; nothing more will be parsed
 
+# States whose next step takes body bytes straight from the input.
+_BODY_DATA_STATES = (_S_LENGTH, _S_CHUNK_DATA, _S_UNTIL_CLOSE)
+
 # Body framings, decided when a head is parsed.
 _NO_BODY = 0
 _LENGTH = 1
@@ -140,6 +143,7 @@ class HTTP1Parser:
         "_request_method",
         "_informational",
         "messages",
+        "_direct",
     )
 
     def __init__(
@@ -167,6 +171,8 @@ class HTTP1Parser:
         self._informational = False
         # Number of complete messages parsed so far.
         self.messages = 0
+        # Received body bytes not copied into _buffer (see feed); _buffer is empty then.
+        self._direct: Optional[bytes] = None
 
     # Input
 
@@ -175,11 +181,20 @@ class HTTP1Parser:
         if self._state == _S_BROKEN or not data:
             return
         buffer = self._buffer
-        if self._pos and self._pos == len(buffer):
-            # Everything so far was consumed: start over instead of growing.
-            buffer.clear()
-            self._pos = 0
-            self._scan = 0
+        if self._pos == len(buffer):
+            if self._pos:
+                # Everything so far was consumed: start over instead of growing.
+                buffer.clear()
+                self._pos = 0
+                self._scan = 0
+            if self._direct is None and self._state in _BODY_DATA_STATES:
+                # Body bytes arriving into an empty buffer are handed out as they are,
+                # saving the copy in and out of the buffer (the common upload case).
+                self._direct = data if type(data) is bytes else bytes(data)
+                return
+        if self._direct is not None:
+            buffer += self._direct
+            self._direct = None
         buffer += data
 
     def feed_eof(self) -> None:
@@ -199,6 +214,9 @@ class HTTP1Parser:
     def take_unparsed(self) -> bytes:
         """Removes and returns the bytes received but not parsed (e.g. after an upgrade)."""
         data = bytes(self._buffer[self._pos :])
+        if self._direct is not None:
+            data += self._direct
+            self._direct = None
         self._buffer = bytearray()
         self._pos = 0
         self._scan = 0
@@ -214,7 +232,8 @@ class HTTP1Parser:
     @property
     def buffered(self) -> int:
         """Bytes received and not yet parsed."""
-        return len(self._buffer) - self._pos
+        direct = self._direct
+        return len(self._buffer) - self._pos + (len(direct) if direct is not None else 0)
 
     @property
     def in_message(self) -> bool:
@@ -256,6 +275,9 @@ class HTTP1Parser:
     def next_event(self) -> Optional[Event]:
         """The next event, or None when more input is needed (or after an END)."""
         state = self._state
+        if self._direct is not None and state not in _BODY_DATA_STATES:
+            self._buffer += self._direct
+            self._direct = None
         try:
             if state == _S_HEAD:
                 return self._parse_head()
@@ -418,6 +440,15 @@ class HTTP1Parser:
         return self._read_until_close()
 
     def _take(self, limit: int) -> Optional[bytes]:
+        direct = self._direct
+        if direct is not None:
+            count = min(len(direct), limit, self.chunk_size)
+            self._direct = None
+            if count == len(direct):
+                return direct
+            # The buffer is empty while bytes are held directly: the rest moves there.
+            self._buffer += memoryview(direct)[count:]
+            return direct[:count]
         available = len(self._buffer) - self._pos
         if available <= 0:
             return None

@@ -351,3 +351,19 @@ def test_trailers_arriving_byte_by_byte_are_scanned_linearly():
         + b"T: " + b"v" * 20000 + b"\r\n\r\n"
     )
     assert scanned_while_parsing(data, 1) <= 4 * len(data)
+
+
+def test_body_bytes_fed_separately_are_passed_on_without_copy_and_in_order():
+    parser = HTTP1Parser(False, chunk_size=4)
+    events(parser, b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n")
+    piece = b"0123"
+    parser.feed(piece)
+    first = parser.next_event()
+    assert first == (DATA, b"0123") and first[1] is piece
+    # A piece holding the rest of the body and the next request.
+    parser.feed(b"456789GET /next HTTP/1.1\r\nHost: a\r\n\r\n")
+    evts = events(parser)
+    assert body_of(evts) == b"456789"
+    assert evts[-1] == (END,)
+    parser.start_next_message()
+    assert events(parser)[0][1].path == "/next"

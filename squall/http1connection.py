@@ -1063,6 +1063,10 @@ class HTTP1ServerConnection:
 
     def _next_request(self) -> None:
         self._head_received()
+        stream = self.stream
+        if not self._serving or stream is None or stream.closed():
+            # The peer left while the response was being written.
+            return
         connection = self._new_exchange()
         self._parser.start_next_message()
         if self._paused:

@@ -849,3 +849,20 @@ def test_tiny_chunk_flood_is_throttled_not_buffered():
             writer.close()
 
     run(main)
+
+
+def test_closed_connections_are_forgotten():
+    async def main():
+        async with Server() as server:
+            for _ in range(20):
+                reader, writer = await server.connect()
+                writer.write(GET)
+                await read_response(reader)
+                writer.close()
+            for _ in range(200):
+                if not server.server._connections:
+                    break
+                await asyncio.sleep(0.01)
+            assert not server.server._connections
+
+    run(main)

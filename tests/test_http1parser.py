@@ -367,3 +367,63 @@ def test_body_bytes_fed_separately_are_passed_on_without_copy_and_in_order():
     assert evts[-1] == (END,)
     parser.start_next_message()
     assert events(parser)[0][1].path == "/next"
+
+
+# Properties: arbitrary input fails only with ParseError; valid input survives any split.
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_PIECES = st.sampled_from(
+    [
+        b"GET / HTTP/1.1\r\n", b"POST /x HTTP/1.0\r\n", b"HTTP/1.1 200 OK\r\n", b"Host: a\r\n",
+        b"Content-Length: 3\r\n", b"Transfer-Encoding: chunked\r\n", b"\r\n", b"\n", b"\r",
+        b"3\r\nabc\r\n", b"0\r\n", b"abc", b":", b" ", b"\x00", b"\xff", b"1_0", b"X: y\r\n",
+    ]
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(_PIECES, max_size=30).map(b"".join), st.booleans(), st.integers(1, 8))
+def test_arbitrary_input_fails_only_with_parse_error(data, is_client, step):
+    parser = HTTP1Parser(is_client, max_header_size=256, max_body_size=64)
+    try:
+        for i in range(0, len(data), step):
+            parser.feed(data[i : i + step])
+            for _ in range(len(data) + 10):
+                event = parser.next_event()
+                if event is None:
+                    if parser.done:
+                        parser.start_next_message()
+                        continue
+                    break
+        parser.feed_eof()
+        parser.next_event()
+    except ParseError:
+        pass
+
+
+_NAMES = st.from_regex(r"X-[A-Za-z0-9]{1,8}", fullmatch=True)
+_VALUES = st.from_regex(r"[!-~]([ -~]{0,10}[!-~])?", fullmatch=True)
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    st.lists(st.tuples(_NAMES, _VALUES), max_size=8),
+    st.binary(max_size=100),
+    st.booleans(),
+    st.integers(1, 50),
+)
+def test_valid_requests_parse_the_same_in_any_split(headers, body, chunked, step):
+    head = "POST /p HTTP/1.1\r\nHost: h\r\n" + "".join("%s: %s\r\n" % h for h in headers)
+    if chunked:
+        framed = (b"%x\r\n%b\r\n" % (len(body), body) if body else b"") + b"0\r\n\r\n"
+        data = (head + "Transfer-Encoding: chunked\r\n\r\n").encode() + framed
+    else:
+        data = (head + "Content-Length: %d\r\n\r\n" % len(body)).encode() + body
+    evts = events(HTTP1Parser(False), data, split=step)
+    assert evts[0][0] == HEAD and evts[-1] == (END,)
+    parsed = evts[0][2]
+    for name, _ in headers:
+        assert parsed.get_list(name) == [v for n, v in headers if n.lower() == name.lower()]
+    assert body_of(evts) == body

@@ -109,6 +109,9 @@ class HTTPServer(TCPServer, Configurable, httputil.HTTPServerConnectionDelegate)
             self._connections.discard(connection)
 
     def handle_stream(self, stream: Any, address: Any) -> None:
+        # Everything protocol-specific starts here: another protocol (HTTP/2 chosen by
+        # ALPN, say) would create its own server connection, talking to this server
+        # through the same start_request / on_close interface.
         context = _HTTPRequestContext(stream, address, self.protocol, self.trusted_downstream)
         connection = HTTP1ServerConnection(stream, self.conn_params, context)
         self._connections.add(connection)

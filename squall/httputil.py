@@ -173,9 +173,11 @@ class HTTPHeaders(MutableMapping[str, str]):
         self._values: dict[str, list[Any]] = {}
         # Comma-joined values of multi-valued names, filled by __getitem__ on demand.
         self._joined: dict[str, str] = {}
+        if not args and not kwargs:
+            return
         if len(args) == 1 and not kwargs and isinstance(args[0], HTTPHeaders):
-            for name, value in args[0].get_all():
-                self._append(name, value)
+            for name, values in args[0]._values.items():
+                self._values[name] = list(values)
         else:
             self.update(*args, **kwargs)
 

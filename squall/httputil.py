@@ -26,8 +26,6 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Optional, Union
 from squall.util import ObjectDict
 
 if TYPE_CHECKING:
-    import ssl
-
     from squall.concurrent import Future
 
 __all__ = [
@@ -457,15 +455,8 @@ class HTTPServerRequest:
         in the server's SSL options); ``binary_form=True`` gives the DER bytes.
         """
         stream = getattr(self.connection, "stream", None)
-        if stream is None:
-            return None
-        ssl_object: Optional[ssl.SSLObject] = None
-        getter = getattr(stream, "_get_ssl_object", None)
-        if getter is not None:
-            ssl_object = getter()
-        if ssl_object is None:
-            ssl_object = getattr(stream, "socket", None)
-        peercert = getattr(ssl_object, "getpeercert", None)
+        # A TLS stream's socket answers getpeercert (plain sockets do not have it).
+        peercert = getattr(getattr(stream, "socket", None), "getpeercert", None)
         if peercert is None:
             return None
         try:

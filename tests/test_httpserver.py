@@ -866,3 +866,36 @@ def test_closed_connections_are_forgotten():
             assert not server.server._connections
 
     run(main)
+
+
+def test_client_certificate_is_available_to_the_application():
+    certs = []
+
+    def handle(request):
+        certs.append((request.protocol, request.get_ssl_certificate(), request.get_ssl_certificate(True)))
+        request.connection.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        request.connection.finish()
+
+    async def main():
+        cert, key = os.path.join(CERT_DIR, "test.crt"), os.path.join(CERT_DIR, "test.key")
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(cert, key)
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.load_verify_locations(cert)
+        async with Server(handle, ssl_options=context) as server:
+            client_context = ssl.create_default_context()
+            client_context.check_hostname = False
+            client_context.verify_mode = ssl.CERT_NONE
+            client_context.load_cert_chain(cert, key)
+            reader, writer = await asyncio.open_connection(
+                "127.0.0.1", server.port, ssl=client_context
+            )
+            writer.write(GET)
+            await asyncio.wait_for(reader.read(), 5)
+            writer.close()
+
+    run(main)
+    protocol, as_dict, as_der = certs[0]
+    assert protocol == "https"
+    assert dict(x[0] for x in as_dict["subject"])["commonName"] == "localhost"
+    assert isinstance(as_der, bytes) and len(as_der) > 100

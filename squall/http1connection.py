@@ -494,7 +494,8 @@ class HTTP1Connection(httputil.HTTPConnection):
                 or "Content-Length" in headers
                 or ("Transfer-Encoding" in headers and self._body_allowed)
             )
-            if not delimited:
+            if not delimited or "close" in _connection_tokens(headers):
+                # (An application may also ask for the connection to end.)
                 keep_alive = False
             self._keep_alive = keep_alive
             if request_version == "HTTP/1.1":
@@ -1004,19 +1005,6 @@ class HTTP1ServerConnection:
         self._new_exchange()
         self._start_header_timer()
         stream._set_data_handler(self._on_data)
-        if getattr(stream, "_handshake_done", True) is False:
-            # Some loops (uvloop) bind the protocol's callbacks when the TLS transport
-            # takes over, after this call: take reads over again once it has.
-            try:
-                stream.wait_for_handshake().add_done_callback(self._on_handshake)
-            except RuntimeError:
-                pass
-
-    def _on_handshake(self, future: asyncio.Future[Any]) -> None:
-        _consume_exception(future)
-        stream = self.stream
-        if self._serving and stream is not None and not stream.closed():
-            stream._set_data_handler(self._on_data)
 
     def _new_exchange(self) -> HTTP1Connection:
         connection = HTTP1Connection(self.stream, False, self.params, self.context)

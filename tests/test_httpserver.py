@@ -21,6 +21,8 @@ from squall.httputil import (
     HTTPHeaders,
     HTTPMessageDelegate,
     HTTPServerConnectionDelegate,
+    HTTPServerRequest,
+    RequestStartLine,
     ResponseStartLine,
 )
 
@@ -871,10 +873,31 @@ def test_closed_connections_are_forgotten():
 def test_client_certificate_is_available_to_the_application():
     certs = []
 
-    def handle(request):
-        certs.append((request.protocol, request.get_ssl_certificate(), request.get_ssl_certificate(True)))
-        request.connection.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
-        request.connection.finish()
+    class Handler(HTTPMessageDelegate):
+        def __init__(self, connection):
+            self.connection = connection
+
+        def headers_received(self, start_line, headers):
+            # The stream learns its peer's certificate when the handshake is over; an
+            # awaitable from the delegate holds the request until then.
+            return self.connection.stream.wait_for_handshake()
+
+        def finish(self):
+            request = HTTPServerRequest(
+                connection=self.connection, start_line=RequestStartLine("GET", "/", "HTTP/1.1")
+            )
+            certs.append(
+                (request.protocol, request.get_ssl_certificate(), request.get_ssl_certificate(True))
+            )
+            self.connection.write_headers(
+                ResponseStartLine("HTTP/1.1", 200, "OK"),
+                HTTPHeaders({"Content-Length": "0", "Connection": "close"}),
+            )
+            self.connection.finish()
+
+    class App(HTTPServerConnectionDelegate):
+        def start_request(self, server_conn, request_conn):
+            return Handler(request_conn)
 
     async def main():
         cert, key = os.path.join(CERT_DIR, "test.crt"), os.path.join(CERT_DIR, "test.key")
@@ -882,7 +905,7 @@ def test_client_certificate_is_available_to_the_application():
         context.load_cert_chain(cert, key)
         context.verify_mode = ssl.CERT_REQUIRED
         context.load_verify_locations(cert)
-        async with Server(handle, ssl_options=context) as server:
+        async with Server(App(), ssl_options=context) as server:
             client_context = ssl.create_default_context()
             client_context.check_hostname = False
             client_context.verify_mode = ssl.CERT_NONE

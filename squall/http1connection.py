@@ -227,7 +227,7 @@ class _GzipMessageDelegate(httputil.HTTPMessageDelegate):
             if result is not None:
                 await result
 
-    def finish(self) -> None:
+    def finish(self) -> Optional[Awaitable[None]]:  # type: ignore[override]
         if self._decompressor is not None:
             try:
                 tail = self._decompressor.flush()
@@ -237,8 +237,15 @@ class _GzipMessageDelegate(httputil.HTTPMessageDelegate):
                 self._total += len(tail)
                 if self._total > self._max_size():
                     raise httputil.HTTPInputError("decompressed body too large")
-                # An awaitable here cannot be waited for; the body is complete anyway.
-                self._delegate.data_received(tail)
+                result = self._delegate.data_received(tail)
+                if result is not None:
+                    # The connection waits for this before it considers the message done.
+                    return self._finish_after(result)
+        self._delegate.finish()
+        return None
+
+    async def _finish_after(self, pending: Awaitable[None]) -> None:
+        await pending
         self._delegate.finish()
 
     def on_connection_close(self) -> None:

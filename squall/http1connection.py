@@ -964,7 +964,7 @@ class HTTP1ServerConnection:
         "_parser",
         "_current",
         "_header_timer",
-        "_closed_future",
+        "_shutdown_future",
         "_serving",
         "_paused",
     )
@@ -989,7 +989,7 @@ class HTTP1ServerConnection:
         )
         self._current: Optional[HTTP1Connection] = None
         self._header_timer: Optional[asyncio.TimerHandle] = None
-        self._closed_future: Optional[Future[None]] = None
+        self._shutdown_future: Optional[Future[None]] = None
         self._serving = False
         self._paused = False
 
@@ -999,9 +999,9 @@ class HTTP1ServerConnection:
         if stream is not None:
             stream.close()
         if self._serving:
-            if self._closed_future is None:
-                self._closed_future = Future()
-            await self._closed_future
+            if self._shutdown_future is None:
+                self._shutdown_future = Future()
+            await self._shutdown_future
 
     def start_serving(self, delegate: httputil.HTTPServerConnectionDelegate) -> None:
         """Starts reading requests and passing them to ``delegate.start_request``."""
@@ -1106,7 +1106,7 @@ class HTTP1ServerConnection:
         if not self._serving:
             return
         self._serving = False
-        future = self._closed_future
+        future = self._shutdown_future
         if future is not None and not future.done():
             future.set_result(None)
         delegate = self._delegate

@@ -416,3 +416,48 @@ def test_client_malformed_response_is_logged_with_none_peer(caplog):
         == "Malformed HTTP message from None: Message with both Transfer-Encoding and Content-Length"
         for r in caplog.records
     )
+
+
+def test_writing_more_or_less_than_content_length_is_an_error():
+    from squall.httputil import HTTPOutputError
+
+    async def main():
+        client, server = await stream_pair()
+        outcomes = []
+
+        class Handler(HTTPMessageDelegate):
+            def __init__(self, connection):
+                self.connection = connection
+
+            def finish(self):
+                self.connection.write_headers(
+                    ResponseStartLine("HTTP/1.1", 200, "OK"), HTTPHeaders({"Content-Length": "4"})
+                )
+                self.connection.write(b"ab")
+                try:
+                    self.connection.write(b"cde")
+                except HTTPOutputError as e:
+                    outcomes.append(str(e))
+
+        class App(HTTPServerConnectionDelegate):
+            def start_request(self, server_conn, request_conn):
+                return Handler(request_conn)
+
+        HTTP1ServerConnection(server).start_serving(App())
+        await client.write(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+        data = await client.read_until_close()
+        assert data.endswith(b"\r\n\r\nab")
+        assert outcomes == ["Tried to write more data than Content-Length"]
+
+        conn = HTTP1Connection(IOStream(socket.socket()), False)
+        conn._request_start_line = RequestStartLine("GET", "/", "HTTP/1.1")
+        conn._request_headers = HTTPHeaders({"Host": "h"})
+        conn.write_headers(ResponseStartLine("HTTP/1.1", 200, "OK"), HTTPHeaders({"Content-Length": "4"}))
+        try:
+            conn.finish()
+        except HTTPOutputError as e:
+            assert "4 bytes less" in str(e)
+        else:
+            raise AssertionError("short body accepted")
+
+    run(main)

@@ -119,22 +119,28 @@ def bind_sockets(
 
 
 def bind_unix_socket(file: str, mode: int = 0o600, backlog: int = _DEFAULT_BACKLOG) -> socket.socket:
-    """A listening Unix socket at path ``file`` (a stale socket file there is replaced)."""
+    """A listening Unix socket at path ``file`` (a stale socket file there is replaced).
+
+    A name starting with NUL is Linux's abstract namespace: no file, so no mode either.
+    """
+    abstract = file.startswith("\0")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setblocking(False)
-        try:
-            existing = os.stat(file)
-        except FileNotFoundError:
-            pass
-        else:
-            if stat.S_ISSOCK(existing.st_mode):
-                os.remove(file)
+        if not abstract:
+            try:
+                existing = os.stat(file)
+            except FileNotFoundError:
+                pass
             else:
-                raise ValueError(f"File {file} exists and is not a socket")
+                if stat.S_ISSOCK(existing.st_mode):
+                    os.remove(file)
+                else:
+                    raise ValueError(f"File {file} exists and is not a socket")
         sock.bind(file)
-        os.chmod(file, mode)
+        if not abstract:
+            os.chmod(file, mode)
         sock.listen(backlog)
         _listen_backlogs[sock] = backlog
     except BaseException:

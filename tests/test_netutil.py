@@ -202,3 +202,19 @@ def test_bind_sockets_remembers_each_listening_backlog():
         assert netutil._listen_backlogs[sock] == 7
     finally:
         sock.close()
+
+
+def test_bind_unix_socket_in_the_abstract_namespace() -> None:
+    import os
+    import socket
+
+    from squall.netutil import bind_unix_socket
+
+    name = f"\0squall-test-{os.getpid()}"
+    listener = bind_unix_socket(name)
+    try:
+        assert listener.getsockname() == name
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+            client.connect(name)
+    finally:
+        listener.close()

@@ -213,7 +213,7 @@ def test_bind_unix_socket_in_the_abstract_namespace() -> None:
     name = f"\0squall-test-{os.getpid()}"
     listener = bind_unix_socket(name)
     try:
-        assert listener.getsockname() == name
+        assert listener.getsockname() == name.encode()
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
             client.connect(name)
     finally:

@@ -135,15 +135,16 @@ def client_rows(requests: int) -> list[Row]:
 
 
 def script_rows(script: str, name: str, unit: str) -> list[Row]:
-    """Runs a standalone bench script that prints ``squall: N`` and ``tornado: N`` lines."""
+    """Runs a standalone bench script that prints ``squall N`` and ``tornado N`` lines."""
     path = os.path.join(ROOT, "bench", script)
     if not os.path.exists(path):
         return []
     out = subprocess.run(
         [sys.executable, path], cwd=ROOT, capture_output=True, text=True, check=True, timeout=900
     ).stdout
-    figures = re.findall(r"^(squall|tornado)\s*:\s*([\d.]+)", out, re.M)
-    row = Row(name, unit, {who: float(value) for who, value in figures})
+    # the last figure printed for each wins (scripts print rounds, then their best)
+    figures = re.findall(r"^\s*(squall|tornado)\s*:?\s+([\d,.]+)", out, re.M)
+    row = Row(name, unit, {who: float(value.replace(",", "")) for who, value in figures})
     print(f"  {name}: " + ", ".join(f"{k} {v:.0f}" for k, v in row.figures.items()))
     return [row]
 

@@ -144,6 +144,7 @@ class HTTP1Parser:
         "_informational",
         "messages",
         "_direct",
+        "_valid_host",
     )
 
     def __init__(
@@ -173,6 +174,8 @@ class HTTP1Parser:
         self.messages = 0
         # Received body bytes not copied into _buffer (see feed); _buffer is empty then.
         self._direct: Optional[bytes] = None
+        # The last Host value that passed validation: a keep-alive client repeats it.
+        self._valid_host = ""
 
     # Input
 
@@ -381,12 +384,15 @@ class HTTP1Parser:
 
     def _request_framing(self, start_line: RequestStartLine, headers: HTTPHeaders) -> int:
         self._informational = False
-        hosts = headers.get_list("Host")
-        if len(hosts) > 1:
-            raise ParseError("Multiple Host headers")
-        if hosts:
-            if not _ABNF.host.fullmatch(hosts[0]):
-                raise ParseError("Invalid Host header %r" % hosts[0])
+        hosts = headers._values.get("Host")
+        if hosts is not None:
+            if len(hosts) > 1:
+                raise ParseError("Multiple Host headers")
+            host = hosts[0]
+            if host != self._valid_host:
+                if not _ABNF.host.fullmatch(host):
+                    raise ParseError("Invalid Host header %r" % host)
+                self._valid_host = host
         elif start_line.version == "HTTP/1.1":
             raise ParseError("Missing Host header")
         return self._body_framing(headers, allow_until_close=False)
@@ -407,8 +413,10 @@ class HTTP1Parser:
         return framing
 
     def _body_framing(self, headers: HTTPHeaders, allow_until_close: bool) -> int:
-        if "Transfer-Encoding" in headers:
-            if "Content-Length" in headers:
+        # Names in the headers' storage are normalized, so the dict answers directly.
+        values = headers._values
+        if "Transfer-Encoding" in values:
+            if "Content-Length" in values:
                 raise ParseError("Message with both Transfer-Encoding and Content-Length")
             codings = headers["Transfer-Encoding"]
             if codings.strip(HTTP_WHITESPACE).lower() != "chunked":
@@ -417,7 +425,7 @@ class HTTP1Parser:
                 # framing is how proxies and servers come to disagree.
                 raise ParseError("Unsupported Transfer-Encoding %s" % codings)
             return _CHUNKED
-        if "Content-Length" in headers:
+        if "Content-Length" in values:
             self._remaining = _parse_content_length(headers)
             return _LENGTH
         return _UNTIL_CLOSE if allow_until_close else _NO_BODY

@@ -124,6 +124,15 @@ _FIELD_VALUE_TEXT = re.compile(
 )
 
 
+# A whole header line (name, colon, optional whitespace, value, optional whitespace).
+_HEADER_LINE = re.compile(
+    "(" + _ABNF._tchar + "+):[ \t]*(" + _ABNF._field_value + ")[ \t]*"
+)
+_HEADER_LINE_TEXT = re.compile(
+    "(" + _ABNF._tchar + "+):[ \t]*(" + _FIELD_VALUE_TEXT.pattern + ")[ \t]*"
+)
+
+
 class HTTPInputError(Exception):
     """Malformed HTTP input: a bad request or response from the peer."""
 
@@ -235,20 +244,27 @@ class HTTPHeaders(MutableMapping[str, str]):
         A CR that does not end a line is an error, as are folded lines.
         """
         result = cls()
-        start = 0
-        end = len(headers)
-        # Walk the lines in place rather than splitting: large blocks then cost one line
-        # at a time, not a list of every line at once.
-        while start < end:
-            newline = headers.find("\n", start)
-            if newline == -1:
-                newline = end
-            stop = newline
-            if stop > start and headers[stop - 1] == "\r":
-                stop -= 1
-            if stop > start:
-                result.parse_line(headers[start:stop], _chars_are_bytes=_chars_are_bytes)
-            start = newline + 1
+        values = result._values
+        names = _NORMALIZED_NAMES
+        # One combined match per line does what parse_line does with several steps;
+        # a line it refuses goes through parse_line, which names the exact problem.
+        line_pattern = _HEADER_LINE if _chars_are_bytes else _HEADER_LINE_TEXT
+        for line in headers.split("\n"):
+            if line[-1:] == "\r":
+                line = line[:-1]
+            if not line:
+                continue
+            match = line_pattern.fullmatch(line)
+            if match is None:
+                result.parse_line(line, _chars_are_bytes=_chars_are_bytes)
+                continue
+            name, value = match.groups()
+            normalized = names.get(name) or _normalize_name(name)
+            existing = values.get(normalized)
+            if existing is None:
+                values[normalized] = [value]
+            else:
+                existing.append(value)
         return result
 
     # MutableMapping interface

@@ -118,11 +118,16 @@ def is_transfer_encoding_chunked(headers: httputil.HTTPHeaders) -> bool:
     raise httputil.HTTPInputError("Unsupported Transfer-Encoding %s" % value)
 
 
-def _connection_tokens(headers: httputil.HTTPHeaders) -> set[str]:
-    value = headers.get("Connection")
-    if not value:
-        return set()
-    return {token.strip(httputil.HTTP_WHITESPACE).lower() for token in value.split(",")}
+_NO_TOKENS: frozenset[str] = frozenset()
+
+
+def _connection_tokens(headers: httputil.HTTPHeaders) -> frozenset[str]:
+    # HTTPHeaders stores normalized names, so its dict is asked directly.
+    values = headers._values.get("Connection")
+    if not values:
+        return _NO_TOKENS
+    value = values[0] if len(values) == 1 else ",".join(values)
+    return frozenset(token.strip(httputil.HTTP_WHITESPACE).lower() for token in value.split(","))
 
 
 def _closed_future() -> Future[None]:
@@ -440,19 +445,21 @@ class HTTP1Connection(httputil.HTTPConnection):
         else:
             assert isinstance(start_line, httputil.ResponseStartLine)
             first_line = self._server_response_head(start_line, headers)
-        if "Content-Length" in headers and self._body_allowed:
-            try:
-                self._expected_content_remaining = parse_int(headers["Content-Length"])
-            except ValueError:
+        values = headers._values
+        if "Content-Length" in values and self._body_allowed:
+            length = headers["Content-Length"]
+            if isinstance(length, str) and length.isascii() and length.isdigit():
+                self._expected_content_remaining = int(length)
+            else:
                 raise httputil.HTTPOutputError(
-                    "Only integer Content-Length is allowed: %s" % headers["Content-Length"]
-                ) from None
+                    "Only integer Content-Length is allowed: %s" % length
+                )
         else:
             self._expected_content_remaining = None
         if self._chunking_output:
             headers["Transfer-Encoding"] = "chunked"
         lines = [first_line]
-        lines.extend(["%s: %s" % pair for pair in headers.get_all()])
+        lines += ["%s: %s" % (name, value) for name, items in values.items() for value in items]
         head = "\r\n".join(lines)
         # Counting line breaks in the joined text rejects a CR or LF smuggled into any
         # name, value or the start line (response splitting) without a per-line check.
@@ -484,11 +491,14 @@ class HTTP1Connection(httputil.HTTPConnection):
         else:
             request_headers = self._request_headers
             request_version = request.version if request is not None else "HTTP/1.0"
+            values = headers._values
+            has_length = "Content-Length" in values
+            has_coding = "Transfer-Encoding" in values
             self._chunking_output = (
                 self._body_allowed
                 and request_version == "HTTP/1.1"
-                and "Content-Length" not in headers
-                and "Transfer-Encoding" not in headers
+                and not has_length
+                and not has_coding
             )
             keep_alive = (
                 request is not None
@@ -498,8 +508,8 @@ class HTTP1Connection(httputil.HTTPConnection):
             delimited = (
                 not self._body_allowed
                 or self._chunking_output
-                or "Content-Length" in headers
-                or ("Transfer-Encoding" in headers and self._body_allowed)
+                or has_length
+                or (has_coding and self._body_allowed)
             )
             if not delimited or "close" in _connection_tokens(headers):
                 # (An application may also ask for the connection to end.)
@@ -668,8 +678,17 @@ class HTTP1Connection(httputil.HTTPConnection):
                     delegate, self.params.chunk_size, self._get_max_body
                 )
             self._delegate = delegate
-        assert self._delegate is not None
-        self._call(self._delegate.headers_received, start_line, headers, then=self._after_head)
+        delegate = self._delegate
+        assert delegate is not None
+        try:
+            result = delegate.headers_received(start_line, headers)
+        except Exception as e:
+            self._on_delegate_error(e)
+            return
+        if result is None:
+            self._after_head()
+        else:
+            self._wait_for(result, self._after_head)
 
     def _after_head(self) -> None:
         if self._stopped or not self._parser.in_body:
@@ -714,7 +733,16 @@ class HTTP1Connection(httputil.HTTPConnection):
         self._read_finished = True
         delegate = self._delegate
         assert delegate is not None
-        self._call(delegate.finish, then=self._after_finish)
+        # (_call inlined: this runs once per request.)
+        try:
+            result: Any = delegate.finish()  # type: ignore[func-returns-value]
+        except Exception as e:
+            self._on_delegate_error(e)
+            return
+        if result is None:
+            self._after_finish()
+        else:
+            self._wait_for(result, self._after_finish)
 
     def _after_finish(self) -> None:
         self._delegate_done = True
@@ -745,7 +773,16 @@ class HTTP1Connection(httputil.HTTPConnection):
         except Exception as e:
             self._on_delegate_error(e)
             return False
-        if result is not None and not self._stopped:
+        if result is not None:
+            return self._wait_for(result, then)
+        if then is not None:
+            then()
+        return True
+
+    def _wait_for(self, result: Any, then: Optional[Callable[[], None]]) -> bool:
+        """A delegate method returned ``result``: wait for it if it is an unfinished
+        awaitable, then go on with ``then``; False if it failed or must be waited for."""
+        if not self._stopped:
             try:
                 waiting = asyncio.ensure_future(result)
             except TypeError:
@@ -944,9 +981,10 @@ class HTTP1Connection(httputil.HTTPConnection):
         tokens = _connection_tokens(headers)
         if start_line.version == "HTTP/1.1":
             return "close" not in tokens
+        values = headers._values
         if (
-            "Content-Length" in headers
-            or "Transfer-Encoding" in headers
+            "Content-Length" in values
+            or "Transfer-Encoding" in values
             or getattr(start_line, "method", None) in ("HEAD", "GET")
         ):
             return "keep-alive" in tokens
@@ -964,6 +1002,7 @@ class HTTP1ServerConnection:
         "_parser",
         "_current",
         "_header_timer",
+        "_idle_since",
         "_shutdown_future",
         "_serving",
         "_paused",
@@ -989,6 +1028,9 @@ class HTTP1ServerConnection:
         )
         self._current: Optional[HTTP1Connection] = None
         self._header_timer: Optional[asyncio.TimerHandle] = None
+        # Loop time at which the connection began waiting for a request head; None
+        # while a request is being handled.
+        self._idle_since: Optional[float] = None
         self._shutdown_future: Optional[Future[None]] = None
         self._serving = False
         self._paused = False
@@ -1038,13 +1080,22 @@ class HTTP1ServerConnection:
             _guarded_run(current)
 
     def _start_header_timer(self) -> None:
+        # One timer serves many requests: it is armed when the connection starts
+        # waiting for a head and no timer is pending, and when it fires it checks how
+        # long the connection has really been idle. A busy keep-alive connection thus
+        # costs no call_later/cancel pair per request.
         timeout = self.params.header_timeout
         if timeout:
-            self._header_timer = asyncio.get_running_loop().call_later(
-                timeout, self._on_header_timeout
-            )
+            loop = asyncio.get_running_loop()
+            self._idle_since = loop.time()
+            if self._header_timer is None:
+                self._header_timer = loop.call_later(timeout, self._on_header_timeout)
 
     def _head_received(self) -> None:
+        self._idle_since = None
+
+    def _cancel_header_timer(self) -> None:
+        self._idle_since = None
         timer = self._header_timer
         if timer is not None:
             timer.cancel()
@@ -1052,6 +1103,16 @@ class HTTP1ServerConnection:
 
     def _on_header_timeout(self) -> None:
         self._header_timer = None
+        idle_since = self._idle_since
+        if idle_since is None:
+            # A request is in progress; the next wait for a head arms a new timer.
+            return
+        timeout = self.params.header_timeout or 0
+        loop = asyncio.get_running_loop()
+        remaining = idle_since + timeout - loop.time()
+        if remaining > 0:
+            self._header_timer = loop.call_later(remaining, self._on_header_timeout)
+            return
         stream = self.stream
         if stream is not None:
             stream.close()
@@ -1075,7 +1136,7 @@ class HTTP1ServerConnection:
             asyncio.get_running_loop().call_soon(_guarded_run, connection)
 
     def _detached(self) -> None:
-        self._head_received()
+        self._cancel_header_timer()
         stream = self.stream
         current = self._current
         self._current = None
@@ -1094,7 +1155,7 @@ class HTTP1ServerConnection:
         self._finish_serving()
 
     def _on_stream_close(self) -> None:
-        self._head_received()
+        self._cancel_header_timer()
         current = self._current
         self._current = None
         self._parser.feed_eof()

@@ -446,8 +446,9 @@ class HTTP1Connection(httputil.HTTPConnection):
             assert isinstance(start_line, httputil.ResponseStartLine)
             first_line = self._server_response_head(start_line, headers)
         values = headers._values
-        if "Content-Length" in values and self._body_allowed:
-            length = headers["Content-Length"]
+        lengths = values.get("Content-Length")
+        if lengths is not None and self._body_allowed:
+            length = lengths[0] if len(lengths) == 1 else headers["Content-Length"]
             if isinstance(length, str) and length.isascii() and length.isdigit():
                 self._expected_content_remaining = int(length)
             else:
@@ -660,13 +661,15 @@ class HTTP1Connection(httputil.HTTPConnection):
             assert isinstance(start_line, httputil.RequestStartLine)
             server = self._server
             assert server is not None
-            server._head_received()
+            server._idle_since = None  # (what _head_received does)
             self._request_start_line = start_line
             self._request_headers = headers
+            expect = headers._values.get("Expect")
             self._expect_continue = (
-                start_line.version == "HTTP/1.1"
+                expect is not None
+                and start_line.version == "HTTP/1.1"
                 and parser.in_body
-                and headers.get("Expect", "").lower() == "100-continue"
+                and headers["Expect"].lower() == "100-continue"
             )
             try:
                 delegate = server._delegate.start_request(server, self)

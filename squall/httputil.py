@@ -342,6 +342,12 @@ def _http_date_now() -> str:
     return _cached_date[1]
 
 
+# Host header value -> host name, for the few hosts a server is reached by; bounded so
+# that clients sending arbitrary Host values cannot grow it.
+_HOST_NAMES: dict[str, str] = {}
+_HOST_NAMES_LIMIT = 256
+
+
 class HTTPServerRequest:
     """One HTTP request as an application sees it.
 
@@ -412,8 +418,20 @@ class HTTPServerRequest:
         context = getattr(connection, "context", None)
         self.remote_ip = getattr(context, "remote_ip", None)
         self.protocol = getattr(context, "protocol", "http")
-        self.host = host or self.headers.get("Host") or "127.0.0.1"
-        self.host_name = split_host_and_port(self.host.lower())[0]
+        if not host:
+            headers = self.headers
+            if type(headers) is HTTPHeaders:
+                hosts = headers._values.get("Host")
+                host = (hosts[0] if len(hosts) == 1 else headers["Host"]) if hosts else None
+            else:
+                host = headers.get("Host")
+        host = self.host = host or "127.0.0.1"
+        host_name = _HOST_NAMES.get(host)
+        if host_name is None:
+            host_name = split_host_and_port(host.lower())[0]
+            if len(_HOST_NAMES) < _HOST_NAMES_LIMIT:
+                _HOST_NAMES[host] = host_name
+        self.host_name = host_name
         self.files = files or {}
         self.connection = connection
         self.server_connection = server_connection
@@ -423,12 +441,16 @@ class HTTPServerRequest:
         path, question, query = uri.partition("?")
         self.path = path
         self.query = query
-        self.query_arguments = _parse_qs_bytes(
-            query, _active_parse_body_config.urlencoded.max_arguments
-        ) if question else {}
-        self.arguments: dict[str, list[bytes]] = {
-            name: list(values) for name, values in self.query_arguments.items()
-        }
+        if question:
+            self.query_arguments = _parse_qs_bytes(
+                query, _active_parse_body_config.urlencoded.max_arguments
+            )
+            self.arguments: dict[str, list[bytes]] = {
+                name: list(values) for name, values in self.query_arguments.items()
+            }
+        else:
+            self.query_arguments = {}
+            self.arguments = {}
         self.body_arguments: dict[str, list[bytes]] = {}
 
     @property

@@ -803,9 +803,11 @@ class RequestHandler:
         if not self._headers_written:
             status = self._status_code
             headers = self._headers
+            # (HTTPHeaders stores normalized names: its dict answers membership directly.)
+            stored = headers._values
             if status == 200:
                 method = self.request.method
-                if (method == "GET" or method == "HEAD") and "Etag" not in headers:
+                if (method == "GET" or method == "HEAD") and "Etag" not in stored:
                     self.set_etag_header()
                     if self.check_etag_header():
                         self._write_buffer = []
@@ -815,11 +817,11 @@ class RequestHandler:
                 if self._write_buffer:
                     raise RuntimeError("Cannot send body with %s" % status)
                 self._clear_representation_headers()
-            elif "Content-Length" not in headers:
+            elif "Content-Length" not in stored:
                 buffer = self._write_buffer
-                headers["Content-Length"] = str(
-                    len(buffer[0]) if len(buffer) == 1 else sum(map(len, buffer))
-                )
+                stored["Content-Length"] = [
+                    str(len(buffer[0]) if len(buffer) == 1 else sum(map(len, buffer)))
+                ]
         future = self.flush(include_footers=True)
         connection = self.request.connection
         assert connection is not None

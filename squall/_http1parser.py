@@ -326,24 +326,31 @@ class HTTP1Parser:
         buffer = self._buffer
         pos = self._pos
         size = len(buffer)
-        # Empty lines before a request line are ignored (RFC 9112 section 2.2), such as
-        # the stray CRLF some HTTP/1.0 clients send after a body.
-        while pos < size:
-            byte = buffer[pos]
-            if byte == 10:
-                pos += 1
-            elif byte == 13 and pos + 1 < size and buffer[pos + 1] == 10:
-                pos += 2
-            else:
-                break
-        if pos != self._pos:
-            self._pos = pos
-            self._scan = max(self._scan, pos)
         if pos >= size:
             return None
-        scan = max(self._scan, pos)
-        end_lf = buffer.find(b"\n\n", scan)
+        byte = buffer[pos]
+        if byte == 10 or byte == 13:
+            # Empty lines before a request line are ignored (RFC 9112 section 2.2),
+            # such as the stray CRLF some HTTP/1.0 clients send after a body.
+            while pos < size:
+                byte = buffer[pos]
+                if byte == 10:
+                    pos += 1
+                elif byte == 13 and pos + 1 < size and buffer[pos + 1] == 10:
+                    pos += 2
+                else:
+                    break
+            if pos != self._pos:
+                self._pos = pos
+                self._scan = max(self._scan, pos)
+            if pos >= size:
+                return None
+        scan = self._scan
+        if scan < pos:
+            scan = pos
         end_crlf = buffer.find(b"\n\r\n", scan)
+        # A bare-LF head end counts only if it comes first (the search stops there).
+        end_lf = buffer.find(b"\n\n", scan, size if end_crlf == -1 else end_crlf + 1)
         if end_lf == -1 and end_crlf == -1:
             if size - pos > self.max_header_size:
                 self._state = _S_BROKEN

@@ -512,7 +512,7 @@ class HTTP1Connection(httputil.HTTPConnection):
                 or has_length
                 or (has_coding and self._body_allowed)
             )
-            if not delimited or "close" in _connection_tokens(headers):
+            if not delimited or ("Connection" in values and "close" in _connection_tokens(headers)):
                 # (An application may also ask for the connection to end.)
                 keep_alive = False
             self._keep_alive = keep_alive
@@ -981,9 +981,9 @@ class HTTP1Connection(httputil.HTTPConnection):
     ) -> bool:
         if self.params.no_keep_alive:
             return False
-        tokens = _connection_tokens(headers)
         if start_line.version == "HTTP/1.1":
-            return "close" not in tokens
+            return "Connection" not in headers._values or "close" not in _connection_tokens(headers)
+        tokens = _connection_tokens(headers)
         values = headers._values
         if (
             "Content-Length" in values

@@ -270,13 +270,13 @@ class HTTPHeaders(MutableMapping[str, str]):
     # MutableMapping interface
 
     def __setitem__(self, name: str, value: str) -> None:
-        normalized = _normalize_name(name)
+        normalized = _NORMALIZED_NAMES.get(name) or _normalize_name(name)
         self._values[normalized] = [value]
         if self._joined:
             self._joined.pop(normalized, None)
 
     def __getitem__(self, name: str) -> str:
-        normalized = _normalize_name(name)
+        normalized = _NORMALIZED_NAMES.get(name) or _normalize_name(name)
         values = self._values[normalized]
         if len(values) == 1:
             return values[0]
@@ -287,13 +287,19 @@ class HTTPHeaders(MutableMapping[str, str]):
         return joined
 
     def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
-        try:
-            return self[name]
-        except KeyError:
+        # A missing name is the common case for optional headers: answer it without
+        # raising and catching a KeyError.
+        values = self._values.get(_NORMALIZED_NAMES.get(name) or _normalize_name(name))
+        if values is None:
             return default
+        if len(values) == 1:
+            return values[0]
+        return self[name]
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and _normalize_name(name) in self._values
+        if type(name) is not str:
+            return isinstance(name, str) and _normalize_name(name) in self._values
+        return (_NORMALIZED_NAMES.get(name) or _normalize_name(name)) in self._values
 
     def __delitem__(self, name: str) -> None:
         normalized = _normalize_name(name)

@@ -654,7 +654,8 @@ class RequestHandler:
             self._write_buffer.append(chunk.encode("utf-8"))
             return
         if isinstance(chunk, dict):
-            self.set_header("Content-Type", "application/json; charset=UTF-8")
+            # (A constant known to be a safe value: no need for set_header's checks.)
+            self._headers["Content-Type"] = "application/json; charset=UTF-8"
             self._write_buffer.append(escape.json_encode(chunk).encode("utf-8"))
             return
         message = "write() only accepts bytes, unicode, and dict objects"

@@ -852,10 +852,15 @@ class IOStream(BaseIOStream):
 
     async def _attach_connected(self) -> None:
         self._attach_started = True
+        # Keep the socket object itself: once the loop made a transport, ``self.socket`` is
+        # the transport's view of it, which has no close() (uvloop's raises, asyncio's lacks
+        # it). Closing the original is safe either way: a transport that adopted it either
+        # holds an I/O reference (uvloop) or shares the same object (asyncio).
+        sock = self.socket
         try:
-            await self._loop.connect_accepted_socket(lambda: self._protocol, self.socket)
+            await self._loop.connect_accepted_socket(lambda: self._protocol, sock)
         except asyncio.CancelledError:
-            self.socket.close()
+            _close_quietly(sock)
             raise
         except Exception as exc:
             self.close(exc_info=exc)
@@ -969,7 +974,7 @@ class IOStream(BaseIOStream):
                 await self._wait_for_connect(sock)
             await self._open_client_transport(sock, server_hostname)
         except asyncio.CancelledError:
-            sock.close()
+            _close_quietly(sock)
             raise
         except Exception as exc:
             self._fail_connect(exc)
@@ -1058,6 +1063,13 @@ class IOStream(BaseIOStream):
                 raise
 
 
+def _close_quietly(sock: Any) -> None:
+    try:
+        sock.close()
+    except (OSError, AttributeError, TypeError):
+        pass  # a transport's socket view, or already gone
+
+
 def _is_connected(sock: Any) -> bool:
     try:
         sock.getpeername()
@@ -1124,7 +1136,7 @@ class SSLIOStream(IOStream):
         try:
             await self._plain_then_tls(sock, context, server_side, server_hostname)
         except asyncio.CancelledError:
-            sock.close()
+            _close_quietly(sock)
             raise
         except Exception as exc:
             self._handshake_failed(exc)

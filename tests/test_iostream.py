@@ -2,6 +2,7 @@
 read take-over hooks used by the HTTP/1 and WebSocket layers."""
 
 import asyncio
+import gc
 import logging
 import os
 import socket
@@ -561,3 +562,41 @@ async def test_peer_closing_during_the_tls_handshake_gives_stream_closed():
         remove()
         listener.close()
         client.close()
+
+
+# ------------------------------------------------------------------ closing early, cycles, pending writes
+
+
+async def test_closing_before_the_loop_took_the_socket_over_is_quiet():
+    # Closing a stream on a connected socket at any point of its attachment (before, while
+    # and after the loop adopts the socket) must not leave a failed task behind.
+    loop = asyncio.get_running_loop()
+    problems = []
+    loop.set_exception_handler(lambda _loop, context: problems.append(context.get("message")))
+    (listener,) = netutil.bind_sockets(0, "127.0.0.1", family=socket.AF_INET)
+    listener.setblocking(False)
+    try:
+        for turns in range(4):
+            sock = socket.create_connection(listener.getsockname())
+            peer = None
+            for _ in range(100):
+                try:
+                    peer, _ = listener.accept()
+                    break
+                except BlockingIOError:
+                    await asyncio.sleep(0.01)
+            assert peer is not None
+            stream = IOStream(sock)
+            for _ in range(turns):
+                await asyncio.sleep(0)
+            stream.close()
+            for _ in range(3):
+                await asyncio.sleep(0)
+            peer.close()
+            del stream
+            gc.collect()  # a failed task reports itself when collected
+        await asyncio.sleep(0)
+    finally:
+        listener.close()
+        loop.set_exception_handler(None)
+    assert problems == []

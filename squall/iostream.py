@@ -668,6 +668,15 @@ class BaseIOStream:
         else:
             self._write_buffer.append(data)
 
+    def _pending_write_size(self) -> int:
+        """Bytes written but not yet handed to the kernel: squall's buffer plus the
+        transport's (for TLS, the encrypted bytes the plain transport still holds too)."""
+        size = len(self._write_buffer)
+        transport = self._write_transport
+        if transport is not None:
+            size += transport.get_write_buffer_size()
+        return size
+
     def writing(self) -> bool:
         """True while written data is still waiting in squall's buffers."""
         if len(self._write_buffer):
@@ -1344,6 +1353,13 @@ class SSLIOStream(IOStream):
             return True
         raw = self._raw_transport
         return raw is not None and self._transport is not None and raw.get_write_buffer_size() > 0
+
+    def _pending_write_size(self) -> int:
+        size = super()._pending_write_size()
+        raw = self._raw_transport
+        if raw is not None and self._transport is not None:
+            size += raw.get_write_buffer_size()
+        return size
 
     def _resume_writing(self) -> None:
         # The TLS layer drained; the plain transport below may still hold bytes.

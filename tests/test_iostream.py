@@ -600,3 +600,48 @@ async def test_closing_before_the_loop_took_the_socket_over_is_quiet():
         listener.close()
         loop.set_exception_handler(None)
     assert problems == []
+
+
+async def test_pending_write_size_counts_squall_and_transport_buffers():
+    unconnected = IOStream(socket.socket())
+    unconnected.write(b"abcd")
+    assert unconnected._pending_write_size() == 4  # held until a transport exists
+    unconnected.close()
+
+    server, client = await stream_pair()
+    try:
+        assert client._pending_write_size() == 0
+        server._pause_reading()
+        payload = b"p" * (8 * 1024 * 1024)
+        done = client.write(payload)
+        # The kernel cannot take it all while the peer does not read.
+        pending = client._pending_write_size()
+        assert 0 < pending <= len(payload)
+        server._resume_reading()
+        received = 0
+        while received < len(payload):
+            received += len(await server.read_bytes(len(payload) - received, partial=True))
+        await done
+        assert client._pending_write_size() == 0
+    finally:
+        server.close()
+        client.close()
+
+
+async def test_tls_pending_write_size_drains_to_zero():
+    class Sink(TCPServer):
+        def handle_stream(self, stream, address):
+            self.stream = stream
+
+    server = Sink(ssl_options=SERVER_SSL)
+    (listener,) = netutil.bind_sockets(0, "127.0.0.1", family=socket.AF_INET)
+    server.add_sockets([listener])
+    client = SSLIOStream(socket.socket(), ssl_options=client_tls_context())
+    try:
+        await client.connect(listener.getsockname())
+        await client.write(b"hello")
+        assert client._pending_write_size() == 0
+        assert await server.stream.read_bytes(5) == b"hello"
+    finally:
+        client.close()
+        server.stop()

@@ -41,6 +41,35 @@ class _StreamProtocol(asyncio.Protocol):
         self.resume_writing = stream._resume_writing  # type: ignore[method-assign,assignment]
 
 
+    def unbind(self) -> None:
+        """Let go of a closed stream (its methods refer back to it: a cycle otherwise).
+
+        A transport that still reports to this protocol only gets closed again.
+        """
+        self.connection_made = _abort_transport  # type: ignore[method-assign,assignment]
+        self.data_received = _ignore  # type: ignore[method-assign,assignment]
+        self.eof_received = _no_keep_open  # type: ignore[method-assign,assignment]
+        self.connection_lost = _ignore  # type: ignore[method-assign,assignment]
+        self.pause_writing = _nothing  # type: ignore[method-assign,assignment]
+        self.resume_writing = _nothing  # type: ignore[method-assign,assignment]
+
+
+def _abort_transport(transport: Any) -> None:
+    transport.abort()
+
+
+def _ignore(argument: Any) -> None:
+    return None
+
+
+def _no_keep_open() -> bool:
+    return False
+
+
+def _nothing() -> None:
+    return None
+
+
 class _EarlyBytesProtocol(asyncio.Protocol):
     """Holds what a plain transport receives while it waits for its TLS layer."""
 

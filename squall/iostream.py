@@ -608,6 +608,13 @@ class BaseIOStream:
                 raise RuntimeError("cannot take over reads while a read is pending")
             self._clear_read()
         self._data_handler = handler
+        if self._closed:
+            # The protocol no longer reports to this stream; only buffered bytes remain.
+            if handler is not None and self._read_buffer:
+                data = bytes(self._read_buffer)
+                self._read_buffer.clear()
+                handler(data)
+            return
         protocol = self._protocol
         protocol.data_received = handler or self._data_received  # type: ignore[method-assign,assignment]
         transport = self._transport
@@ -749,6 +756,7 @@ class BaseIOStream:
         self._closed = True
         self.close_fd()
         self._signal_closed()
+        self._protocol.unbind()
 
     def _attaching_elsewhere(self) -> bool:
         # True when a running attach task owns the socket (and closes it when cancelled).
@@ -1056,7 +1064,9 @@ class IOStream(BaseIOStream):
             _transport=raw_transport,
         )
         tls_stream.set_close_callback(close_callback)
-        return tls_stream._start_handshake(raw_transport, server_side, server_hostname)
+        handshake = tls_stream._start_handshake(raw_transport, server_side, server_hostname)
+        self._protocol.unbind()  # the transport now reports to the TLS stream
+        return handshake
 
     def set_nodelay(self, value: bool) -> None:
         sock = self.socket

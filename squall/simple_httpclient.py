@@ -823,7 +823,14 @@ class _HTTPConnection(httputil.HTTPMessageDelegate):
             client._pool.release(self._pool_key, detached)
         else:
             self._close_stream()
+        self._drop_exchange()
         self._complete()
+
+    def _drop_exchange(self) -> None:
+        # The connection holds this object as its delegate (possibly through a decoding
+        # wrapper): letting go of it once the exchange is over leaves no cycle behind.
+        self.connection = None
+        self.stream = None
 
     def _complete(self) -> None:
         outcome = self._outcome
@@ -930,6 +937,7 @@ class _HTTPConnection(httputil.HTTPMessageDelegate):
             return True
         self._remove_timeout()
         self._close_stream()
+        self._drop_exchange()
         final_callback = self.final_callback
         self.final_callback = None
         self._release()
@@ -959,6 +967,7 @@ class _HTTPConnection(httputil.HTTPMessageDelegate):
 
     def _reset_for_retry(self) -> None:
         self._close_stream()
+        self._drop_exchange()
         self._reused = False
         self._body_started = False
         self._request_finished = False

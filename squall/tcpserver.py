@@ -162,6 +162,9 @@ class TCPServer:
         return protocol
 
     def _on_connection(self, protocol: _StreamProtocol, transport: Any) -> None:
+        # The factory's closure refers to the protocol it sits on; let it go now, whatever
+        # happens next, so no cycle outlives the accept.
+        protocol.connection_made = _drop  # type: ignore[method-assign,assignment]
         address = transport.get_extra_info("peername")
         try:
             stream = self._make_stream(transport, protocol)

@@ -645,3 +645,24 @@ async def test_tls_pending_write_size_drains_to_zero():
     finally:
         client.close()
         server.stop()
+
+
+async def test_closed_stream_is_freed_without_the_cycle_collector():
+    server, client = await stream_pair()
+    await client.write(b"x")
+    assert await server.read_bytes(1) == b"x"
+    client.close()
+    server.close()
+    await asyncio.sleep(0.01)
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        del server, client
+        gc.collect()
+        leftovers = [item for item in gc.garbage if isinstance(item, IOStream)]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert leftovers == []

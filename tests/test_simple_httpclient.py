@@ -8,6 +8,7 @@ can count the connections the client opened.
 from __future__ import annotations
 
 import asyncio
+import gc
 import gzip
 import os
 import ssl
@@ -22,6 +23,7 @@ from squall.simple_httpclient import (
     HTTPStreamClosedError,
     HTTPTimeoutError,
     SimpleAsyncHTTPClient,
+    _HTTPConnection,
 )
 
 CERT_DIR = os.path.join(os.path.dirname(__file__), "..", "squall", "test")
@@ -1272,3 +1274,78 @@ def test_request_target_is_percent_encoded_where_needed() -> None:
         assert server.requests[0].target == "/a%20b/%C3%A9?x=1%202&y=%41"
 
     run(main)
+
+
+# -- reference cycles and connection resets ------------------------------------------------
+
+
+def _squall_cycle_garbage() -> list[Any]:
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        gc.collect()
+        return [
+            item
+            for item in gc.garbage
+            if type(item).__module__.startswith("squall.") and not isinstance(item, type)
+        ]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+
+
+@pytest.mark.parametrize("keep_alive", [True, False])
+def test_finished_request_leaves_no_reference_cycle(keep_alive: bool) -> None:
+    async def main() -> list[Any]:
+        def handler(request: Request) -> Reply:
+            reply = hello(request)
+            return reply if keep_alive else (reply, True)
+
+        async with Server(handler) as server:
+            client = make_client()
+            try:
+                await client.fetch(server.url("/warm-up"), decompress_response=False)
+                _squall_cycle_garbage()
+                response = await client.fetch(server.url("/a"), decompress_response=False)
+                assert response.body == b"hello /a"
+                del response
+                await asyncio.sleep(0.01)
+                return _squall_cycle_garbage()
+            finally:
+                client.close()
+
+    assert run(main) == []
+
+
+@pytest.mark.parametrize("keep_alive", [True, False])
+def test_finished_request_lets_go_of_its_connection(keep_alive: bool) -> None:
+    # The HTTP/1 connection holds the request object as its delegate (through a
+    # decompressing wrapper by default): the request object must not hold it in turn.
+    seen: list[_HTTPConnection] = []
+
+    class Recording(_HTTPConnection):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            seen.append(self)
+            super().__init__(*args, **kwargs)
+
+    class Client(SimpleAsyncHTTPClient):
+        def _connection_class(self) -> type[_HTTPConnection]:
+            return Recording
+
+    async def main() -> None:
+        def handler(request: Request) -> Reply:
+            reply = hello(request)
+            return reply if keep_alive else (reply, True)
+
+        async with Server(handler) as server:
+            client = Client(force_instance=True)
+            try:
+                await client.fetch(server.url("/a"))
+            finally:
+                client.close()
+
+    run(main)
+    assert len(seen) == 1
+    assert seen[0].connection is None and seen[0].stream is None

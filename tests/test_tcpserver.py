@@ -1,6 +1,7 @@
 """Behaviour of squall.tcpserver.TCPServer."""
 
 import asyncio
+import gc
 import logging
 import os
 import socket
@@ -251,4 +252,38 @@ async def test_server_accepts_on_a_unix_socket(tmp_path):
         assert await client.read_until(b"\n") == b"UNIX\n"
     finally:
         client.close()
+        server.stop()
+
+
+async def test_accepted_connection_leaves_no_reference_cycle():
+    class Closer(TCPServer):
+        def handle_stream(self, stream, address):
+            self.protocol = stream._protocol
+            stream.close()
+
+    sock, port = listening_socket()
+    server = Closer()
+    server.add_sockets([sock])
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        assert await reader.read() == b""  # the server closed it
+        writer.close()
+        await asyncio.sleep(0.01)
+        gc.collect()
+        gc.disable()
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        try:
+            # Neither the accept-time closure nor the stream's own protocol may keep the
+            # closed stream in a cycle.
+            server.protocol = None
+            gc.collect()
+            leftovers = [
+                item for item in gc.garbage if isinstance(item, IOStream) or type(item).__name__ == "_StreamProtocol"
+            ]
+        finally:
+            gc.set_debug(0)
+            gc.garbage.clear()
+            gc.enable()
+        assert leftovers == []
+    finally:
         server.stop()

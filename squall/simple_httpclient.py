@@ -36,7 +36,7 @@ from squall.httpclient import (
     _current_io_loop,
     _RequestProxy,
 )
-from squall.iostream import IOStream, StreamClosedError
+from squall.iostream import IOStream, StreamClosedError, _is_connection_reset
 from squall.log import app_log, gen_log
 from squall.netutil import OverrideResolver, Resolver
 from squall.tcpclient import TCPClient
@@ -394,7 +394,7 @@ class _HTTPConnection(httputil.HTTPMessageDelegate):
                     raise
             if not self._retry:
                 return
-            gen_log.debug("kept-alive connection closed before a response; retrying")
+            gen_log.debug("kept-alive connection reset before a response; retrying")
             self._retry = False
             self._retried = True
 
@@ -928,9 +928,7 @@ class _HTTPConnection(httputil.HTTPMessageDelegate):
             self._close_stream()
             # A closed stream after the response is normal; anything else is worth a log.
             return isinstance(error, StreamClosedError)
-        if isinstance(error, StreamClosedError):
-            real = getattr(error, "real_error", None)
-            error = real if real is not None else HTTPStreamClosedError("Stream closed")
+        error = _client_error(error)
         if self._may_retry(error):
             self._retry = True
             self._reset_for_retry()
@@ -953,13 +951,18 @@ class _HTTPConnection(httputil.HTTPMessageDelegate):
         return True
 
     def _may_retry(self, error: BaseException) -> bool:
-        # A pooled connection the server closed just as we sent on it: the request never
-        # reached the application, so an idempotent, replayable one can go again, once.
+        # A pooled connection the server had already let go of: our bytes met a closed
+        # socket, which answers with a reset, so the request never reached the
+        # application and an idempotent, replayable one can go again, once. A plain close
+        # after the request went out is different: the server may have acted on it (and
+        # died doing so), and sending it again could repeat that.
+        if isinstance(error, HTTPStreamClosedError):
+            error = error.__cause__  # type: ignore[assignment]
         return (
             self._reused
             and not self._retried
             and self.code is None
-            and isinstance(error, (HTTPStreamClosedError, ConnectionError))
+            and _is_connection_reset(error)
             and self.request.method in _IDEMPOTENT_METHODS
             and self.request.body_producer is None
             and not self.request.expect_100_continue
@@ -1028,6 +1031,25 @@ def _outgoing_headers(headers: httputil.HTTPHeaders | dict[str, Any]) -> httputi
                 "spaces and tabs can be sent"
             )
     return result
+
+
+def _client_error(error: BaseException) -> BaseException:
+    """The error a caller sees for a failed exchange.
+
+    A closed stream reports its cause, except that a connection the peer reset (or
+    that simply closed) is an ``HTTPStreamClosedError`` (code 599), like any other
+    connection lost mid-exchange.
+    """
+    if isinstance(error, StreamClosedError):
+        real = error.real_error
+        if real is None:
+            return HTTPStreamClosedError("Stream closed")
+        error = real
+    if _is_connection_reset(error):
+        closed = HTTPStreamClosedError(f"Connection reset: {error}")
+        closed.__cause__ = error
+        return closed
+    return error
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:

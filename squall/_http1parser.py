@@ -55,6 +55,7 @@ DEFAULT_CHUNK_SIZE = 64 * 1024
 HEAD = 1
 DATA = 2
 END = 3
+_END_EVENT = (END,)
 
 Event = Union[
     tuple[int, Union[RequestStartLine, ResponseStartLine], HTTPHeaders],
@@ -247,8 +248,11 @@ class HTTP1Parser:
 
     @property
     def in_body(self) -> bool:
-        """True after a head and before the end of its body."""
-        return self._state in (
+        """True after a head that announced a body and before the end of that body."""
+        state = self._state
+        if state == _S_BODY_START:
+            return self._framing != _NO_BODY
+        return state in (
             _S_BODY_START,
             _S_LENGTH,
             _S_CHUNK_SIZE,
@@ -284,10 +288,10 @@ class HTTP1Parser:
         try:
             if state == _S_HEAD:
                 return self._parse_head()
-            if state == _S_LENGTH:
-                return self._read_length_body()
             if state == _S_BODY_START:
                 return self._start_body()
+            if state == _S_LENGTH:
+                return self._read_length_body()
             if state == _S_CHUNK_DATA:
                 return self._read_chunk_data()
             if state == _S_CHUNK_SIZE:
@@ -308,8 +312,9 @@ class HTTP1Parser:
     def _finish_message(self) -> tuple[int]:
         self._state = _S_DONE
         self.messages += 1
-        self._compact()
-        return (END,)
+        if self._pos > 65536:
+            self._compact()
+        return _END_EVENT
 
     def _compact(self) -> None:
         # Drop consumed bytes once they dominate the buffer, so that a long-lived
@@ -442,7 +447,12 @@ class HTTP1Parser:
     def _start_body(self) -> Optional[Event]:
         framing = self._framing
         if framing == _NO_BODY:
-            return self._finish_message()
+            # (_finish_message inlined: most requests have no body.)
+            self._state = _S_DONE
+            self.messages += 1
+            if self._pos > 65536:
+                self._compact()
+            return _END_EVENT
         if framing == _LENGTH:
             if self._remaining > self.max_body_size:
                 raise ParseError("Content-Length too long", 413)

@@ -117,15 +117,28 @@ class HTTPServer(TCPServer, Configurable, httputil.HTTPServerConnectionDelegate)
         self._connections.add(connection)
         connection.start_serving(self)
 
+    # The request_callback whose kind start_request last checked, and the answer.
+    _checked_callback: Any = None
+    _callback_is_delegate = False
+
     def start_request(
         self, server_conn: object, request_conn: httputil.HTTPConnection
     ) -> httputil.HTTPMessageDelegate:
         callback = self.request_callback
         delegate: httputil.HTTPMessageDelegate
-        if isinstance(callback, httputil.HTTPServerConnectionDelegate):
-            delegate = callback.start_request(server_conn, request_conn)
+        # The ABC instance check is cached per callback (it is the same every request).
+        if callback is self._checked_callback:
+            is_delegate = self._callback_is_delegate
         else:
-            delegate = _CallableAdapter(callback, request_conn)
+            is_delegate = isinstance(callback, httputil.HTTPServerConnectionDelegate)
+            self._checked_callback = callback
+            self._callback_is_delegate = is_delegate
+        if is_delegate:
+            delegate = callback.start_request(  # type: ignore[union-attr]
+                server_conn, request_conn
+            )
+        else:
+            delegate = _CallableAdapter(callback, request_conn)  # type: ignore[arg-type]
         if self.xheaders:
             delegate = _ProxyAdapter(delegate, request_conn)
         return delegate

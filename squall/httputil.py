@@ -246,6 +246,15 @@ class HTTPHeaders(MutableMapping[str, str]):
         result = cls()
         values = result._values
         names = _NORMALIZED_NAMES
+        if headers[-2:] == "\r\n" and headers.count("\n") == 1:
+            # One field line (common for simple clients): no split, no loop.
+            match = (_HEADER_LINE if _chars_are_bytes else _HEADER_LINE_TEXT).fullmatch(
+                headers, 0, len(headers) - 2
+            )
+            if match is not None:
+                name, value = match.groups()
+                values[names.get(name) or _normalize_name(name)] = [value]
+                return result
         # One combined match per line does what parse_line does with several steps;
         # a line it refuses goes through parse_line, which names the exact problem.
         line_pattern = _HEADER_LINE if _chars_are_bytes else _HEADER_LINE_TEXT

@@ -1198,7 +1198,8 @@ class RequestHandler:
             result = self.prepare()
             if result is not None:
                 return _spawn(self._execute_rest(result, prepared=False))
-            self._release_prepared()
+            if self._prepared_future is not None:
+                self._release_prepared()
             if self._finished:
                 return None
             if self._stream_request_body:

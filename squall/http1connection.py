@@ -460,7 +460,9 @@ class HTTP1Connection(httputil.HTTPConnection):
         if self._chunking_output:
             headers["Transfer-Encoding"] = "chunked"
         lines = [first_line]
-        lines += ["%s: %s" % (name, value) for name, items in values.items() for value in items]
+        for name, items in values.items():
+            for value in items:
+                lines.append(f"{name}: {value}")
         head = "\r\n".join(lines)
         # Counting line breaks in the joined text rejects a CR or LF smuggled into any
         # name, value or the start line (response splitting) without a per-line check.
@@ -473,7 +475,7 @@ class HTTP1Connection(httputil.HTTPConnection):
         except UnicodeEncodeError as e:
             raise httputil.HTTPOutputError("Non-latin1 header: %s" % e) from None
         if chunk:
-            data += self._frame_body(chunk)
+            data = b"".join((data, self._frame_body(chunk)))
         return self._write(data)
 
     def _server_response_head(

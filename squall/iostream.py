@@ -607,14 +607,15 @@ class BaseIOStream:
             if not pending.cancelled():
                 raise RuntimeError("cannot take over reads while a read is pending")
             self._clear_read()
-        self._data_handler = handler
         if self._closed:
             # The protocol no longer reports to this stream; only buffered bytes remain.
+            self._data_handler = None
             if handler is not None and self._read_buffer:
                 data = bytes(self._read_buffer)
                 self._read_buffer.clear()
                 handler(data)
             return
+        self._data_handler = handler
         protocol = self._protocol
         protocol.data_received = handler or self._data_received  # type: ignore[method-assign,assignment]
         transport = self._transport
@@ -756,7 +757,10 @@ class BaseIOStream:
         self._closed = True
         self.close_fd()
         self._signal_closed()
+        # Nothing more arrives: drop what refers back to this stream's owners (the
+        # protocol's bound methods, a take-over handler), so no cycle keeps it alive.
         self._protocol.unbind()
+        self._data_handler = None
 
     def _attaching_elsewhere(self) -> bool:
         # True when a running attach task owns the socket (and closes it when cancelled).

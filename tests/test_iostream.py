@@ -666,3 +666,30 @@ async def test_closed_stream_is_freed_without_the_cycle_collector():
         gc.garbage.clear()
         gc.enable()
     assert leftovers == []
+
+
+async def test_closed_stream_lets_go_of_its_data_handler():
+    class Owner:
+        def __init__(self, stream):
+            self.stream = stream
+            self.received = []
+
+        def on_data(self, data):
+            self.received.append(data)
+
+    server, client = await stream_pair()
+    owner = Owner(server)
+    server._set_data_handler(owner.on_data)
+    await client.write(b"hi")
+    for _ in range(100):
+        if owner.received:
+            break
+        await asyncio.sleep(0.01)
+    assert owner.received == [b"hi"]
+    server.close()
+    client.close()
+    # The handler is a bound method of an object that holds the stream: a cycle, unless
+    # closing drops the handler.
+    assert server._data_handler is None
+    server._set_data_handler(owner.on_data)  # on a closed stream: nothing to hand over
+    assert server._data_handler is None

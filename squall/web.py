@@ -171,13 +171,17 @@ def _default_headers_slow(date: str) -> httputil.HTTPHeaders:
 def _default_headers_fast(date: str) -> httputil.HTTPHeaders:
     # Fills HTTPHeaders' storage directly: these names are already normalized and the
     # values known to be safe, so the per-item checks of __setitem__ can be skipped.
-    headers = httputil.HTTPHeaders()
-    headers._values = {  # type: ignore[attr-defined]
+    headers = _new_headers(httputil.HTTPHeaders)
+    headers._values = {
         "Server": [_SERVER_HEADER],
         "Content-Type": ["text/html; charset=UTF-8"],
         "Date": [date],
     }
+    headers._joined = {}
     return headers
+
+
+_new_headers = httputil.HTTPHeaders.__new__
 
 
 def _pick_default_headers() -> Callable[[str], httputil.HTTPHeaders]:

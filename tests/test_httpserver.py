@@ -717,6 +717,56 @@ def test_idle_connection_is_closed_after_timeout():
     run(main)
 
 
+def test_busy_keep_alive_connection_outlives_the_idle_timeout():
+    # The idle timer measures time spent waiting for a head, not the connection's age:
+    # requests that keep arriving within the timeout keep the connection open.
+    async def main():
+        async with Server(idle_connection_timeout=0.5) as server:
+            reader, writer = await server.connect()
+            for _ in range(5):
+                writer.write(GET)
+                status, _, _ = await asyncio.wait_for(read_response(reader), 5)
+                assert status.startswith("HTTP/1.1 200")
+                await asyncio.sleep(0.15)
+            assert await asyncio.wait_for(reader.read(), 5) == b""
+            writer.close()
+
+    run(main)
+
+
+def test_idle_timer_firing_during_a_slow_response_does_not_close():
+    class SlowHandler(HTTPMessageDelegate):
+        def __init__(self, connection):
+            self.connection = connection
+
+        def finish(self):
+            asyncio.get_running_loop().call_later(0.3, self.respond)
+
+        def respond(self):
+            self.connection.write_headers(
+                ResponseStartLine("HTTP/1.1", 200, "OK"),
+                HTTPHeaders({"Content-Length": "2"}),
+                b"ok",
+            )
+            self.connection.finish()
+
+    class App(HTTPServerConnectionDelegate):
+        def start_request(self, server_conn, request_conn):
+            return SlowHandler(request_conn)
+
+    async def main():
+        async with Server(App(), idle_connection_timeout=0.1) as server:
+            reader, writer = await server.connect()
+            writer.write(GET)
+            _, _, body = await asyncio.wait_for(read_response(reader), 5)
+            assert body == b"ok"
+            # Idle again: now the timeout applies.
+            assert await asyncio.wait_for(reader.read(), 5) == b""
+            writer.close()
+
+    run(main)
+
+
 def test_slow_head_is_closed_after_header_timeout():
     async def main():
         async with Server(idle_connection_timeout=0.1) as server:

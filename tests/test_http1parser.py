@@ -3,6 +3,7 @@
 import pytest
 
 from squall._http1parser import DATA, END, HEAD, HTTP1Parser, ParseError, parse_hex_int, parse_int
+from squall.httputil import HTTPHeaders, HTTPInputError
 
 
 def events(parser, data=b"", eof=False, split=None):
@@ -427,3 +428,22 @@ def test_valid_requests_parse_the_same_in_any_split(headers, body, chunked, step
     for name, _ in headers:
         assert parsed.get_list(name) == [v for n, v in headers if n.lower() == name.lower()]
     assert body_of(evts) == body
+
+
+def test_in_body_only_when_the_head_announces_a_body():
+    parser = HTTP1Parser(False)
+    parser.feed(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert parser.next_event()[0] == HEAD
+    assert not parser.in_body
+    assert parser.next_event() == (END,)
+    parser.start_next_message()
+    parser.feed(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\n")
+    assert parser.next_event()[0] == HEAD
+    assert parser.in_body
+
+
+def test_single_line_header_block_matches_the_general_parse():
+    one = HTTPHeaders.parse("Host:  example.com \r\n")
+    assert list(one.get_all()) == [("Host", "example.com")]
+    with pytest.raises(HTTPInputError):
+        HTTPHeaders.parse("Bad Name: x\r\n")

@@ -734,7 +734,8 @@ class HTTP1Connection(httputil.HTTPConnection):
         self._call(self._delegate.data_received, data)  # type: ignore[union-attr]
 
     def _on_message_end(self) -> None:
-        self._cancel_body_timer()
+        if self._body_timer is not None:
+            self._cancel_body_timer()
         self._read_finished = True
         delegate = self._delegate
         assert delegate is not None
@@ -940,10 +941,9 @@ class HTTP1Connection(httputil.HTTPConnection):
 
     def _stop(self) -> None:
         self._stopped = True
-        self._cancel_body_timer()
-        waiting = self._waiting
-        if waiting is not None:
-            self._waiting = None
+        if self._body_timer is not None:
+            self._cancel_body_timer()
+        self._waiting = None
 
     def _release_stream(self, stream: Any) -> None:
         # Hands the stream back to buffered reads, with any bytes already received.
@@ -1123,18 +1123,19 @@ class HTTP1ServerConnection:
             stream.close()
 
     def _next_request(self) -> None:
-        self._head_received()
+        self._idle_since = None
         stream = self.stream
         if not self._serving or stream is None or stream.closed():
             # The peer left while the response was being written.
             return
         connection = self._new_exchange()
-        self._parser.start_next_message()
+        parser = self._parser
+        parser.start_next_message()
         if self._paused:
             self._paused = False
-            self.stream._resume_reading()
+            stream._resume_reading()
         self._start_header_timer()
-        if self._parser.buffered:
+        if parser.buffered:
             # A pipelined request is already here: parse it on the next loop
             # iteration, so that a long pipeline does not recurse.
             connection._scheduled = True

@@ -389,6 +389,9 @@ class HTTP1Connection(httputil.HTTPConnection):
         else:
             self._release_stream(stream)
         self.stream = None
+        # the delegate (e.g. a gzip wrapper bound to this connection) would otherwise keep
+        # a reference cycle alive until the garbage collector runs
+        self._delegate = None
         return stream
 
     def close(self) -> None:

@@ -404,16 +404,7 @@ class OAuth2Mixin:
         if access_token:
             query["access_token"] = access_token
         query.update(args)
-        if query:
-            url += "?" + urllib.parse.urlencode(query)
-        client = self.get_auth_http_client()
-        if post_args is not None:
-            response = await client.fetch(
-                url, method="POST", body=urllib.parse.urlencode(post_args)
-            )
-        else:
-            response = await client.fetch(url)
-        return escape.json_decode(response.body)
+        return await _fetch_json(self.get_auth_http_client(), url, query, post_args)
 
     def get_auth_http_client(self) -> httpclient.AsyncHTTPClient:
         """The client used to talk to the provider; override to use another one."""
@@ -453,16 +444,7 @@ class TwitterMixin(OAuthMixin):
             signed = {**args, **(post_args or {})}
             method = "POST" if post_args is not None else "GET"
             args.update(self._oauth_request_parameters(url, access_token, signed, method=method))
-        if args:
-            url += "?" + urllib.parse.urlencode(args)
-        client = self.get_auth_http_client()
-        if post_args is not None:
-            response = await client.fetch(
-                url, method="POST", body=urllib.parse.urlencode(post_args)
-            )
-        else:
-            response = await client.fetch(url)
-        return escape.json_decode(response.body)
+        return await _fetch_json(self.get_auth_http_client(), url, args, post_args)
 
     def _oauth_consumer_token(self) -> dict[str, Any]:
         handler = _handler(self)
@@ -582,6 +564,22 @@ class FacebookGraphMixin(OAuth2Mixin):
         return await self.oauth2_request(
             self._FACEBOOK_BASE_URL + path, access_token=access_token, post_args=post_args, **args
         )
+
+
+async def _fetch_json(
+    client: httpclient.AsyncHTTPClient,
+    url: str,
+    query: dict[str, Any],
+    post_args: dict[str, Any] | None,
+) -> Any:
+    """GETs ``url`` with ``query`` (or POSTs ``post_args`` form-encoded); decodes the JSON."""
+    if query:
+        url += "?" + urllib.parse.urlencode(query)
+    if post_args is not None:
+        response = await client.fetch(url, method="POST", body=urllib.parse.urlencode(post_args))
+    else:
+        response = await client.fetch(url)
+    return escape.json_decode(response.body)
 
 
 def _percent_encode(value: str | bytes) -> str:

@@ -41,7 +41,12 @@ def clean_nickname(text: str | None) -> str:
     return text
 
 
-class BaseHandler(squall.web.RequestHandler):
+class ChatMixin:
+    """What every chat handler shares: the message buffer and the signed-in nickname."""
+
+    application: squall.web.Application
+    get_signed_cookie: Any
+
     @property
     def buffer(self) -> MessageBuffer:
         return self.application.settings["message_buffer"]  # type: ignore[no-any-return]
@@ -49,6 +54,10 @@ class BaseHandler(squall.web.RequestHandler):
     def get_current_user(self) -> str | None:
         value = self.get_signed_cookie(USER_COOKIE, max_age_days=30)
         return value.decode("utf-8") if value else None
+
+
+class BaseHandler(ChatMixin, squall.web.RequestHandler):
+    pass
 
 
 class MainHandler(BaseHandler):
@@ -131,16 +140,8 @@ class MessageUpdatesHandler(BaseHandler):
             self.poll.cancel()
 
 
-class ChatSocketHandler(squall.websocket.WebSocketHandler):
+class ChatSocketHandler(ChatMixin, squall.websocket.WebSocketHandler):
     """WebSocket clients: receive every message as JSON, send ``{"body": ...}`` to post."""
-
-    @property
-    def buffer(self) -> MessageBuffer:
-        return self.application.settings["message_buffer"]  # type: ignore[no-any-return]
-
-    def get_current_user(self) -> str | None:
-        value = self.get_signed_cookie(USER_COOKIE, max_age_days=30)
-        return value.decode("utf-8") if value else None
 
     def open(self) -> None:
         if not self.current_user:

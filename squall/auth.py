@@ -212,7 +212,7 @@ class OAuthMixin:
         """On the way back: trades the request token for an access token, returns the user
         with that token under ``access_token``."""
         handler = _handler(self)
-        request_key = escape.utf8(handler.get_argument("oauth_token"))
+        request_key = escape.utf8(handler.get_argument("oauth_token") or "")
         verifier = handler.get_argument("oauth_verifier", None)
         cookie = handler.get_cookie("_oauth_request_token")
         if not cookie:

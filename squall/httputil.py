@@ -124,13 +124,16 @@ _FIELD_VALUE_TEXT = re.compile(
 )
 
 
-# A whole header line (name, colon, optional whitespace, value, optional whitespace).
-_HEADER_LINE = re.compile(
-    "(" + _ABNF._tchar + "+):[ \t]*(" + _ABNF._field_value + ")[ \t]*"
+# A whole header line: name, colon, optional whitespace, then an optional non-empty
+# value with its trailing whitespace (group 2 is None for an empty value). Whitespace
+# after an empty value is all taken by the first run, so no run of spaces can be split
+# two ways: a failing match stays linear in the line length.
+_VALUE = r"[\x21-\x7e\x80-\xff](?:[\t\x20-\x7e\x80-\xff]*[\x21-\x7e\x80-\xff])?"
+_VALUE_TEXT = (
+    r"[\x21-\x7e\x80-\U0010ffff](?:[\t\x20-\x7e\x80-\U0010ffff]*[\x21-\x7e\x80-\U0010ffff])?"
 )
-_HEADER_LINE_TEXT = re.compile(
-    "(" + _ABNF._tchar + "+):[ \t]*(" + _FIELD_VALUE_TEXT.pattern + ")[ \t]*"
-)
+_HEADER_LINE = re.compile("(" + _ABNF._tchar + "+):[ \t]*(?:(" + _VALUE + ")[ \t]*)?")
+_HEADER_LINE_TEXT = re.compile("(" + _ABNF._tchar + "+):[ \t]*(?:(" + _VALUE_TEXT + ")[ \t]*)?")
 
 
 class HTTPInputError(Exception):
@@ -253,7 +256,7 @@ class HTTPHeaders(MutableMapping[str, str]):
             )
             if match is not None:
                 name, value = match.groups()
-                values[names.get(name) or _normalize_name(name)] = [value]
+                values[names.get(name) or _normalize_name(name)] = [value or ""]
                 return result
         # One combined match per line does what parse_line does with several steps;
         # a line it refuses goes through parse_line, which names the exact problem.
@@ -268,6 +271,8 @@ class HTTPHeaders(MutableMapping[str, str]):
                 result.parse_line(line, _chars_are_bytes=_chars_are_bytes)
                 continue
             name, value = match.groups()
+            if value is None:
+                value = ""
             normalized = names.get(name) or _normalize_name(name)
             existing = values.get(normalized)
             if existing is None:

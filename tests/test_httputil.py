@@ -333,3 +333,21 @@ def test_parse_line_ignores_trailing_line_break():
     for line in ("A: 1\r\n", "B: 2\n", "C: 3", "\r\n"):
         headers.parse_line(line)
     assert list(headers.get_all()) == [("A", "1"), ("B", "2"), ("C", "3")]
+
+
+def test_header_line_patterns_follow_the_field_value_grammar():
+    assert httputil._ABNF._field_value == "(?:" + httputil._VALUE + ")?"
+    assert httputil._FIELD_VALUE_TEXT.pattern == "(?:" + httputil._VALUE_TEXT + ")?"
+
+
+def test_header_parse_empty_and_blank_values():
+    headers = HTTPHeaders.parse("A:\r\nB:   \r\nC: x  y \r\n")
+    assert list(headers.get_all()) == [("A", ""), ("B", ""), ("C", "x  y")]
+
+
+def test_long_whitespace_run_before_a_control_character_is_rejected():
+    # A shape that makes a naive "spaces, optional value, spaces" pattern backtrack
+    # quadratically; it must simply be refused.
+    for block in ("X:" + " " * 60000 + "\x01\r\n", "Y: a\r\nX:" + "\t" * 60000 + "\x00\r\n"):
+        with pytest.raises(HTTPInputError):
+            HTTPHeaders.parse(block)

@@ -786,7 +786,7 @@ class WebSocketProtocol13(WebSocketProtocol):
         if self._backlogged:
             # Only once a write has left bytes behind can the buffer be near its limit.
             limit = self._max_write_buffer_size
-            if limit is not None and _unsent_bytes(stream) > limit:
+            if limit is not None and stream._pending_write_size() > limit:
                 gen_log.info("closing a WebSocket whose peer is not reading (write buffer full)")
                 self._abort()
                 raise WebSocketClosedError("the peer is not reading; write buffer limit reached")
@@ -990,16 +990,6 @@ class WebSocketProtocol13(WebSocketProtocol):
             # stream <-> protocol cycle, so both are freed without waiting for the GC.
             stream._set_data_handler(None)
         self.handler.on_ws_connection_close(self.close_code, self.close_reason)
-
-
-def _unsent_bytes(stream: IOStream) -> int:
-    # The stream keeps bytes in its own buffer until the transport exists, then the
-    # transport buffers what the socket did not take.
-    transport = getattr(stream, "_write_transport", None)
-    pending = len(getattr(stream, "_write_buffer", b""))
-    if transport is not None:
-        pending += transport.get_write_buffer_size()
-    return pending
 
 
 # --- client ---------------------------------------------------------------------------------

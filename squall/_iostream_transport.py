@@ -15,58 +15,93 @@ from typing import Any
 class _StreamProtocol(asyncio.Protocol):
     """The asyncio protocol of one stream.
 
-    Its callbacks are instance slots bound straight to the stream's methods (or, for
-    ``data_received``, to a take-over handler), so a received chunk costs one call.
+    ``data_received``, the only hot callback, is an instance slot bound straight to the
+    stream's method (or to a take-over handler), so a received chunk costs one call. The
+    rare callbacks are plain methods that look the stream up: one bound method per callback
+    per connection would cost more memory than the extra call costs time.
     """
 
-    __slots__ = (
-        "connection_made",
-        "data_received",
-        "eof_received",
-        "connection_lost",
-        "pause_writing",
-        "resume_writing",
-    )
+    __slots__ = ("data_received", "_stream")
 
     def __init__(self, stream: Any | None = None) -> None:
+        self._stream = None
+        self.data_received = _ignore  # type: ignore[method-assign,assignment]
         if stream is not None:
             self.bind(stream)
 
     def bind(self, stream: Any) -> None:
-        self.connection_made = stream._connection_made  # type: ignore[method-assign,assignment]
+        self._stream = stream
         self.data_received = stream._data_handler or stream._data_received  # type: ignore[method-assign,assignment]
-        self.eof_received = stream._eof_received  # type: ignore[method-assign,assignment]
-        self.connection_lost = stream._connection_lost  # type: ignore[method-assign,assignment]
-        self.pause_writing = stream._pause_writing  # type: ignore[method-assign,assignment]
-        self.resume_writing = stream._resume_writing  # type: ignore[method-assign,assignment]
-
 
     def unbind(self) -> None:
         """Let go of a closed stream (its methods refer back to it: a cycle otherwise).
 
         A transport that still reports to this protocol only gets closed again.
         """
-        self.connection_made = _abort_transport  # type: ignore[method-assign,assignment]
+        self._stream = None
         self.data_received = _ignore  # type: ignore[method-assign,assignment]
-        self.eof_received = _no_keep_open  # type: ignore[method-assign,assignment]
-        self.connection_lost = _ignore  # type: ignore[method-assign,assignment]
-        self.pause_writing = _nothing  # type: ignore[method-assign,assignment]
-        self.resume_writing = _nothing  # type: ignore[method-assign,assignment]
+
+    def connection_made(self, transport: Any) -> None:
+        stream = self._stream
+        if stream is None:
+            transport.abort()
+        else:
+            stream._connection_made(transport)
+
+    def eof_received(self) -> bool:
+        stream = self._stream
+        return stream._eof_received() if stream is not None else False  # type: ignore[no-any-return]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        stream = self._stream
+        if stream is not None:
+            stream._connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        stream = self._stream
+        if stream is not None:
+            stream._pause_writing()
+
+    def resume_writing(self) -> None:
+        stream = self._stream
+        if stream is not None:
+            stream._resume_writing()
 
 
-def _abort_transport(transport: Any) -> None:
-    transport.abort()
+class _AcceptedProtocol(_StreamProtocol):
+    """The protocol a listening server gives each new transport: the first callback hands
+    the connection to the server, which then binds a stream to this same object."""
+
+    __slots__ = ("_on_accept",)
+
+    def __init__(self, on_accept: Any) -> None:
+        super().__init__()
+        self._on_accept = on_accept
+
+    def connection_made(self, transport: Any) -> None:
+        on_accept = self._on_accept
+        if on_accept is None:
+            super().connection_made(transport)
+            return
+        # Dropped before the call: the server's bound method must not outlive the accept.
+        self._on_accept = None
+        on_accept(self, transport)
+
+
+class _PipeWriterProtocol(_StreamProtocol):
+    """The protocol of a pipe stream's separate write transport."""
+
+    __slots__ = ()
+
+    def connection_made(self, transport: Any) -> None:
+        stream = self._stream
+        if stream is None:
+            transport.abort()
+        else:
+            stream._set_write_transport(transport)
 
 
 def _ignore(argument: Any) -> None:
-    return None
-
-
-def _no_keep_open() -> bool:
-    return False
-
-
-def _nothing() -> None:
     return None
 
 

@@ -33,6 +33,7 @@ from squall._iostream_transport import (
     _EarlyBytesProtocol,
     _feed_early_bytes,
     _PipeHandle,
+    _PipeWriterProtocol,
     _StreamProtocol,
     _TLSSocketView,
 )
@@ -163,8 +164,10 @@ class BaseIOStream:
         self.max_write_buffer_size = max_write_buffer_size
         self.error: BaseException | None = None
         self._read_buffer = bytearray()
-        self._write_buffer = _StreamBuffer()  # data written before the transport exists
-        self._write_futures: list[asyncio.Future[None]] = []
+        # Data written before the transport exists, and futures of writes not yet drained:
+        # made on first need, since most idle connections never use either.
+        self._write_buffer: _StreamBuffer | None = None
+        self._write_futures: list[asyncio.Future[None]] | None = None
         self._read_future: asyncio.Future[Any] | None = None
         self._read_kind = _NO_READ
         self._read_num = 0
@@ -188,7 +191,12 @@ class BaseIOStream:
         self._paused_by_user = False
         self._paused_for_buffer = False
         self._reading_paused = False
-        self._protocol = _StreamProtocol(self)
+        # A subclass may have put in an adopted protocol already (an accepted connection's).
+        protocol = getattr(self, "_protocol", None)
+        if protocol is None:
+            self._protocol = _StreamProtocol(self)
+        else:
+            protocol.bind(self)
         self._copy_mutable_writes = type(self._loop).__module__.startswith("uvloop")
 
     # ---------------------------------------------------------------- subclass interface
@@ -590,7 +598,7 @@ class BaseIOStream:
         # While connecting, write futures wait for the connect future to resolve first; once
         # closed, they fail instead (closing may drain a transport on its way out).
         if futures and self._connect_future is None and not self._closed:
-            self._write_futures = []
+            self._write_futures = None
             for future in futures:
                 if not future.done():
                     future.set_result(None)
@@ -649,6 +657,8 @@ class BaseIOStream:
         # A transport that is already closing failed the write; connection_lost fails the future.
         if not self.writing() and (transport is None or not transport.is_closing()):
             future.set_result(None)
+        elif self._write_futures is None:
+            self._write_futures = [future]
         else:
             self._write_futures.append(future)
         return future
@@ -661,10 +671,7 @@ class BaseIOStream:
             data = data.cast("B")
         transport = self._write_transport
         if self.max_write_buffer_size is not None:
-            pending = len(self._write_buffer)
-            if transport is not None:
-                pending += transport.get_write_buffer_size()
-            if pending + len(data) > self.max_write_buffer_size:
+            if self._pending_write_size() + len(data) > self.max_write_buffer_size:
                 raise StreamBufferFullError("Reached maximum write buffer size")
         if transport is not None:
             if self._copy_mutable_writes and (
@@ -674,12 +681,16 @@ class BaseIOStream:
                 data = bytes(data)
             transport.write(data)
         else:
-            self._write_buffer.append(data)
+            buffer = self._write_buffer
+            if buffer is None:
+                buffer = self._write_buffer = _StreamBuffer()
+            buffer.append(data)
 
     def _pending_write_size(self) -> int:
         """Bytes written but not yet handed to the kernel: squall's buffer plus the
         transport's (for TLS, the encrypted bytes the plain transport still holds too)."""
-        size = len(self._write_buffer)
+        buffer = self._write_buffer
+        size = len(buffer) if buffer is not None else 0
         transport = self._write_transport
         if transport is not None:
             size += transport.get_write_buffer_size()
@@ -687,7 +698,8 @@ class BaseIOStream:
 
     def writing(self) -> bool:
         """True while written data is still waiting in squall's buffers."""
-        if len(self._write_buffer):
+        buffer = self._write_buffer
+        if buffer is not None and len(buffer):
             return True
         transport = self._write_transport
         return transport is not None and transport.get_write_buffer_size() > 0
@@ -713,8 +725,7 @@ class BaseIOStream:
         if hasattr(transport, "write"):
             self._write_transport = transport  # type: ignore[assignment]
             transport.set_write_buffer_limits(high=0)
-            if self._write_buffer:
-                transport.write(self._write_buffer.take_all())
+            self._flush_early_writes(transport)
             self._resolve_drained_writes()
         if self._paused_by_user or self._paused_for_buffer:
             self._reading_paused = False
@@ -724,9 +735,16 @@ class BaseIOStream:
         # For streams whose reading and writing sides are separate transports (pipes).
         self._write_transport = transport
         transport.set_write_buffer_limits(high=0)
-        if self._write_buffer:
-            transport.write(self._write_buffer.take_all())
+        self._flush_early_writes(transport)
         self._resolve_drained_writes()
+
+    def _flush_early_writes(self, transport: Any) -> None:
+        # From now on writes go straight to the transport: the early buffer is done with.
+        buffer = self._write_buffer
+        if buffer is not None:
+            self._write_buffer = None
+            if buffer:
+                transport.write(buffer.take_all())
 
     def _resolve_drained_writes(self) -> None:
         transport = self._write_transport
@@ -800,8 +818,8 @@ class BaseIOStream:
                 if not future.done():
                     future.set_exception(StreamClosedError(real_error=error))
                     future.exception()  # the caller may not be waiting; do not log it
-        futures = self._write_futures
-        self._write_futures = []
+        futures = self._write_futures or []
+        self._write_futures = None
         connect_future = self._connect_future
         self._connect_future = None
         if connect_future is not None:
@@ -811,7 +829,9 @@ class BaseIOStream:
             if not waiter.done():
                 waiter.set_exception(StreamClosedError(real_error=error))
                 waiter.exception()
-        self._write_buffer.clear()
+        buffer = self._write_buffer
+        if buffer is not None:
+            buffer.clear()  # releases views of the callers' data
         if self._close_callback is not None:
             self._schedule_close_callback()
 
@@ -855,11 +875,10 @@ class IOStream(BaseIOStream):
         transport = kwargs.pop("_transport", None)
         protocol = kwargs.pop("_protocol", None)
         self.socket = socket
+        # The protocol the server already gave the transport, if any, is adopted (and bound
+        # to this stream) by BaseIOStream.__init__.
+        self._protocol = protocol
         super().__init__(*args, **kwargs)
-        if protocol is not None:
-            # Adopt the protocol the server already gave the transport.
-            protocol.bind(self)
-            self._protocol = protocol
         if transport is not None:
             return
         if isinstance(socket, ssl.SSLSocket):
@@ -907,7 +926,7 @@ class IOStream(BaseIOStream):
     def close_fd(self) -> None:
         had_transport = self._transport is not None or self._write_transport is not None
         attaching = self._attaching_elsewhere()
-        if not had_transport and len(self._write_buffer) and self._connect_future is None:
+        if not had_transport and self._write_buffer and self._connect_future is None:
             self._flush_before_attach()
         self._close_transports()
         if not had_transport and not attaching:
@@ -946,7 +965,10 @@ class IOStream(BaseIOStream):
         sock = self._plain_socket()
         if not isinstance(sock, socket.socket) or not _is_connected(sock):
             return
-        data = self._write_buffer.take_all()
+        buffer = self._write_buffer
+        if buffer is None:
+            return
+        data = buffer.take_all()
         try:
             sock.setblocking(False)
             sock.send(data)
@@ -1413,8 +1435,7 @@ class PipeIOStream(BaseIOStream):
                 reader = _PipeHandle(os.dup(self.fd), close_on_close=not loop_closes_fds)
                 await loop.connect_read_pipe(lambda: self._protocol, reader)
             if self._writable:
-                writer_protocol = _StreamProtocol(self)
-                writer_protocol.connection_made = self._set_write_transport  # type: ignore[method-assign,assignment]
+                writer_protocol = _PipeWriterProtocol(self)
                 writer = _PipeHandle(os.dup(self.fd), close_on_close=not loop_closes_fds)
                 await loop.connect_write_pipe(lambda: writer_protocol, writer)
         except asyncio.CancelledError:

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Iterable
 from typing import Any
 
 from squall import netutil, process
+from squall._iostream_transport import _AcceptedProtocol
 from squall.ioloop import IOLoop
 from squall.iostream import IOStream, SSLIOStream, _StreamProtocol
 from squall.log import app_log
@@ -149,22 +150,10 @@ class TCPServer:
     # ---------------------------------------------------------------- internals
 
     def _protocol_factory(self) -> _StreamProtocol:
-        protocol = _StreamProtocol()
-        protocol.connection_made = lambda transport: self._on_connection(  # type: ignore[method-assign,assignment]
-            protocol, transport
-        )
-        # Until connection_made builds the stream nothing else can arrive; keep asyncio happy.
-        protocol.data_received = _drop  # type: ignore[method-assign,assignment]
-        protocol.eof_received = _no_keep_open  # type: ignore[method-assign,assignment]
-        protocol.connection_lost = _drop  # type: ignore[method-assign,assignment]
-        protocol.pause_writing = _noop  # type: ignore[method-assign,assignment]
-        protocol.resume_writing = _noop  # type: ignore[method-assign,assignment]
-        return protocol
+        # Until connection_made builds the stream, the protocol drops whatever it is told.
+        return _AcceptedProtocol(self._on_connection)
 
     def _on_connection(self, protocol: _StreamProtocol, transport: Any) -> None:
-        # The factory's closure refers to the protocol it sits on; let it go now, whatever
-        # happens next, so no cycle outlives the accept.
-        protocol.connection_made = _drop  # type: ignore[method-assign,assignment]
         address = transport.get_extra_info("peername")
         try:
             stream = self._make_stream(transport, protocol)
@@ -210,18 +199,6 @@ def _start_server(
             break
     coroutine.close()
     raise RuntimeError("the event loop cannot start a server synchronously")
-
-
-def _drop(*args: Any) -> None:
-    return None
-
-
-def _noop() -> None:
-    return None
-
-
-def _no_keep_open() -> bool:
-    return False
 
 
 def _result_or_log(future: asyncio.Future[Any]) -> None:

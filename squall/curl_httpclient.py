@@ -469,18 +469,14 @@ class CurlAsyncHTTPClient(AsyncHTTPClient):
             curl.setopt(pycurl.PROXY, request.proxy_host)
             curl.setopt(pycurl.PROXYPORT, int(request.proxy_port))
             if request.proxy_username:
-                mode = request.proxy_auth_mode
-                if mode is None or mode == "basic":
-                    curl.setopt(pycurl.PROXYAUTH, pycurl.HTTPAUTH_BASIC)
-                elif mode == "digest":
-                    curl.setopt(pycurl.PROXYAUTH, pycurl.HTTPAUTH_DIGEST)
-                else:
-                    raise ValueError(f"Unsupported proxy_auth_mode {mode}")
-                curl.setopt(
+                _set_credentials(
+                    curl,
+                    pycurl.PROXYAUTH,
                     pycurl.PROXYUSERPWD,
-                    httputil.encode_username_password(
-                        request.proxy_username, request.proxy_password or ""
-                    ),
+                    "proxy_auth_mode",
+                    request.proxy_auth_mode,
+                    request.proxy_username,
+                    request.proxy_password,
                 )
         else:
             # Explicitly none, so that *_proxy environment variables do not apply.
@@ -510,18 +506,14 @@ class CurlAsyncHTTPClient(AsyncHTTPClient):
         self._setup_method_and_body(curl, request)
 
         if request.auth_username is not None:
-            mode = request.auth_mode
-            if mode is None or mode == "basic":
-                curl.setopt(pycurl.HTTPAUTH, pycurl.HTTPAUTH_BASIC)
-            elif mode == "digest":
-                curl.setopt(pycurl.HTTPAUTH, pycurl.HTTPAUTH_DIGEST)
-            else:
-                raise ValueError(f"Unsupported auth_mode {mode}")
-            curl.setopt(
+            _set_credentials(
+                curl,
+                pycurl.HTTPAUTH,
                 pycurl.USERPWD,
-                httputil.encode_username_password(
-                    request.auth_username, request.auth_password or ""
-                ),
+                "auth_mode",
+                request.auth_mode,
+                request.auth_username,
+                request.auth_password,
             )
             curl_log.debug(
                 "%s %s (username: %r)", request.method, request.url, request.auth_username
@@ -599,6 +591,29 @@ class CurlAsyncHTTPClient(AsyncHTTPClient):
             transfer.headers.parse_line(header_line)
         except httputil.HTTPInputError:
             curl_log.debug("ignoring malformed header line %r", header_line)
+
+
+def _set_credentials(
+    curl: Any,
+    scheme_option: int,
+    credentials_option: int,
+    mode_setting: str,
+    mode: str | None,
+    username: str,
+    password: str | None,
+) -> None:
+    """Set an auth scheme (basic or digest) and ``user:password`` on ``curl``.
+
+    Shared by server auth and proxy auth, which differ only in the curl options they set.
+    """
+    pycurl = _load_pycurl()
+    if mode is None or mode == "basic":
+        curl.setopt(scheme_option, pycurl.HTTPAUTH_BASIC)
+    elif mode == "digest":
+        curl.setopt(scheme_option, pycurl.HTTPAUTH_DIGEST)
+    else:
+        raise ValueError(f"Unsupported {mode_setting} {mode}")
+    curl.setopt(credentials_option, httputil.encode_username_password(username, password or ""))
 
 
 def _curl_debug(debug_type: int, debug_msg: bytes) -> None:

@@ -8,6 +8,7 @@ can count the connections the client opened.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import gzip
 import os
@@ -15,7 +16,7 @@ import socket
 import ssl
 import struct
 import zlib
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -176,6 +177,16 @@ def make_client(**kwargs: Any) -> SimpleAsyncHTTPClient:
     return SimpleAsyncHTTPClient(force_instance=True, **kwargs)  # type: ignore[return-value]
 
 
+@contextlib.asynccontextmanager
+async def open_client(**kwargs: Any) -> AsyncIterator[SimpleAsyncHTTPClient]:
+    """A fresh client, closed when the block ends (before any enclosing server stops)."""
+    client = make_client(**kwargs)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
 async def wait_until(condition: Callable[[], bool], rounds: int = 200) -> None:
     for _ in range(rounds):
         if condition():
@@ -201,12 +212,8 @@ def hello(request: Request) -> Reply:
 
 def test_get_returns_status_headers_body_and_timing() -> None:
     async def main() -> None:
-        async with Server(hello) as server:
-            client = make_client()
-            try:
-                result = await client.fetch(server.url("/a?b=c"))
-            finally:
-                client.close()
+        async with Server(hello) as server, open_client() as client:
+            result = await client.fetch(server.url("/a?b=c"))
         assert result.code == 200
         assert result.reason == "OK"
         assert result.body == b"hello /a?b=c"
@@ -224,12 +231,8 @@ def test_get_returns_status_headers_body_and_timing() -> None:
 
 def test_post_sends_body_with_content_length_and_form_type() -> None:
     async def main() -> None:
-        async with Server(lambda r: response(r.body)) as server:
-            client = make_client()
-            try:
-                result = await client.fetch(server.url("/p"), method="POST", body="a=1&b=é")
-            finally:
-                client.close()
+        async with Server(lambda r: response(r.body)) as server, open_client() as client:
+            result = await client.fetch(server.url("/p"), method="POST", body="a=1&b=é")
         assert result.body == "a=1&b=é".encode()
         sent = server.requests[0]
         assert sent.headers["content-length"] == str(len("a=1&b=é".encode()))
@@ -240,18 +243,17 @@ def test_post_sends_body_with_content_length_and_form_type() -> None:
 
 def test_error_status_raises_or_returns_response() -> None:
     async def main() -> None:
-        async with Server(lambda r: response(b"nope", "404 Not Found")) as server:
-            client = make_client()
-            try:
-                with pytest.raises(HTTPClientError) as raised:
-                    await client.fetch(server.url("/missing"))
-                assert raised.value.code == 404
-                assert raised.value.response is not None
-                assert raised.value.response.body == b"nope"
-                result = await client.fetch(server.url("/missing"), raise_error=False)
-                assert result.code == 404
-            finally:
-                client.close()
+        async with (
+            Server(lambda r: response(b"nope", "404 Not Found")) as server,
+            open_client() as client,
+        ):
+            with pytest.raises(HTTPClientError) as raised:
+                await client.fetch(server.url("/missing"))
+            assert raised.value.code == 404
+            assert raised.value.response is not None
+            assert raised.value.response.body == b"nope"
+            result = await client.fetch(server.url("/missing"), raise_error=False)
+            assert result.code == 404
 
     run(main)
 
@@ -261,14 +263,10 @@ def test_chunked_response_and_streaming_callback() -> None:
 
     async def main() -> None:
         reply = response(headers={"Content-Length": None, "Transfer-Encoding": "chunked"})
-        async with Server(lambda r: reply + body) as server:
-            client = make_client()
-            try:
-                buffered = await client.fetch(server.url())
-                chunks: list[bytes] = []
-                streamed = await client.fetch(server.url(), streaming_callback=chunks.append)
-            finally:
-                client.close()
+        async with Server(lambda r: reply + body) as server, open_client() as client:
+            buffered = await client.fetch(server.url())
+            chunks: list[bytes] = []
+            streamed = await client.fetch(server.url(), streaming_callback=chunks.append)
         assert buffered.body == b"asdfqwer"
         assert b"".join(chunks) == b"asdfqwer"
         assert streamed.body == b""
@@ -279,12 +277,8 @@ def test_chunked_response_and_streaming_callback() -> None:
 def test_header_callback_sees_status_line_headers_and_blank_line() -> None:
     async def main() -> None:
         lines: list[str] = []
-        async with Server(hello) as server:
-            client = make_client()
-            try:
-                await client.fetch(server.url(), header_callback=lines.append)
-            finally:
-                client.close()
+        async with Server(hello) as server, open_client() as client:
+            await client.fetch(server.url(), header_callback=lines.append)
         assert lines[0].startswith("HTTP/1.1 200 OK")
         assert "Content-Type: text/plain\r\n" in lines
         assert lines[-1] == "\r\n"
@@ -298,13 +292,9 @@ def test_gzip_response_is_decompressed_unless_disabled() -> None:
     async def main() -> None:
         compressed = gzip.compress(payload)
         reply = response(compressed, headers={"Content-Encoding": "gzip"})
-        async with Server(lambda r: reply) as server:
-            client = make_client()
-            try:
-                decoded = await client.fetch(server.url())
-                raw = await client.fetch(server.url(), decompress_response=False)
-            finally:
-                client.close()
+        async with Server(lambda r: reply) as server, open_client() as client:
+            decoded = await client.fetch(server.url())
+            raw = await client.fetch(server.url(), decompress_response=False)
         assert decoded.body == payload
         assert raw.body == compressed
         assert "accept-encoding" not in server.requests[1].headers
@@ -319,13 +309,9 @@ def test_head_and_no_content_responses_have_no_body() -> None:
                 return response(headers={"Content-Length": "7"})
             return response(status="204 No Content", headers={"Content-Length": None})
 
-        async with Server(handler) as server:
-            client = make_client()
-            try:
-                head = await client.fetch(server.url(), method="HEAD")
-                empty = await client.fetch(server.url())
-            finally:
-                client.close()
+        async with Server(handler) as server, open_client() as client:
+            head = await client.fetch(server.url(), method="HEAD")
+            empty = await client.fetch(server.url())
         assert head.code == 200 and head.body == b""
         assert head.headers["Content-Length"] == "7"
         assert empty.code == 204 and empty.body == b""
@@ -342,12 +328,8 @@ def test_body_producer_is_sent_chunked() -> None:
         await write(b"5678")
 
     async def main() -> None:
-        async with Server(lambda r: response(r.body)) as server:
-            client = make_client()
-            try:
-                result = await client.fetch(server.url(), method="PUT", body_producer=producer)
-            finally:
-                client.close()
+        async with Server(lambda r: response(r.body)) as server, open_client() as client:
+            result = await client.fetch(server.url(), method="PUT", body_producer=producer)
         assert result.body == b"12345678"
         assert server.requests[0].headers["transfer-encoding"] == "chunked"
 
@@ -366,14 +348,10 @@ def test_expect_100_continue_waits_for_the_go_ahead() -> None:
         await writer.drain()
 
     async def main() -> None:
-        async with Server(hello, raw=raw) as server:
-            client = make_client()
-            try:
-                result = await client.fetch(
-                    server.url(), method="POST", body=b"1234", expect_100_continue=True
-                )
-            finally:
-                client.close()
+        async with Server(hello, raw=raw) as server, open_client() as client:
+            result = await client.fetch(
+                server.url(), method="POST", body=b"1234", expect_100_continue=True
+            )
         assert result.body == b"1234"
 
     run(main)
@@ -381,12 +359,11 @@ def test_expect_100_continue_waits_for_the_go_ahead() -> None:
 
 def test_hostname_mapping_redirects_resolution() -> None:
     async def main() -> None:
-        async with Server(hello) as server:
-            client = make_client(hostname_mapping={"www.example.invalid": "127.0.0.1"})
-            try:
-                result = await client.fetch(f"http://www.example.invalid:{server.port}/x")
-            finally:
-                client.close()
+        async with (
+            Server(hello) as server,
+            open_client(hostname_mapping={"www.example.invalid": "127.0.0.1"}) as client,
+        ):
+            result = await client.fetch(f"http://www.example.invalid:{server.port}/x")
         assert result.body == b"hello /x"
         assert server.requests[0].headers["host"] == f"www.example.invalid:{server.port}"
 
@@ -408,13 +385,9 @@ def test_hostname_mapping_redirects_resolution() -> None:
 )
 def test_cr_lf_in_request_headers_is_refused_before_sending(headers: dict[str, str]) -> None:
     async def main() -> None:
-        async with Server(hello) as server:
-            client = make_client()
-            try:
-                with pytest.raises(ValueError):
-                    await client.fetch(server.url(), headers=headers)
-            finally:
-                client.close()
+        async with Server(hello) as server, open_client() as client:
+            with pytest.raises(ValueError):
+                await client.fetch(server.url(), headers=headers)
         assert server.requests == []
 
     run(main)
@@ -422,23 +395,19 @@ def test_cr_lf_in_request_headers_is_refused_before_sending(headers: dict[str, s
 
 def test_body_rules_per_method() -> None:
     async def main() -> None:
-        async with Server(lambda r: response(r.method.encode())) as server:
-            client = make_client()
-            try:
-                with pytest.raises(ValueError, match="must not be None"):
-                    await client.fetch(server.url(), method="POST")
-                with pytest.raises(ValueError, match="must be None"):
-                    await client.fetch(server.url(), method="GET", body=b"x")
-                allowed = await client.fetch(
-                    server.url(), method="DELETE", body=b"x", allow_nonstandard_methods=True
-                )
-                assert allowed.body == b"DELETE"
-                custom = await client.fetch(
-                    server.url(), method="PURGE", allow_nonstandard_methods=True
-                )
-                assert custom.body == b"PURGE"
-            finally:
-                client.close()
+        async with Server(lambda r: response(r.method.encode())) as server, open_client() as client:
+            with pytest.raises(ValueError, match="must not be None"):
+                await client.fetch(server.url(), method="POST")
+            with pytest.raises(ValueError, match="must be None"):
+                await client.fetch(server.url(), method="GET", body=b"x")
+            allowed = await client.fetch(
+                server.url(), method="DELETE", body=b"x", allow_nonstandard_methods=True
+            )
+            assert allowed.body == b"DELETE"
+            custom = await client.fetch(
+                server.url(), method="PURGE", allow_nonstandard_methods=True
+            )
+            assert custom.body == b"PURGE"
 
     run(main)
 
@@ -464,19 +433,18 @@ def test_unsupported_scheme_and_refused_connection() -> None:
 
 def test_basic_auth_from_options_and_url() -> None:
     async def main() -> None:
-        async with Server(lambda r: response(r.headers.get("authorization", "").encode())) as s:
-            client = make_client()
-            try:
-                options = await client.fetch(
-                    s.url(), auth_username="Aladdin", auth_password="open sesame"
+        async with (
+            Server(lambda r: response(r.headers.get("authorization", "").encode())) as s,
+            open_client() as client,
+        ):
+            options = await client.fetch(
+                s.url(), auth_username="Aladdin", auth_password="open sesame"
+            )
+            in_url = await client.fetch(s.url().replace("http://", "http://me:s%40cret@"))
+            with pytest.raises(ValueError, match="auth_mode"):
+                await client.fetch(
+                    s.url(), auth_username="a", auth_password="b", auth_mode="digest"
                 )
-                in_url = await client.fetch(s.url().replace("http://", "http://me:s%40cret@"))
-                with pytest.raises(ValueError, match="auth_mode"):
-                    await client.fetch(
-                        s.url(), auth_username="a", auth_password="b", auth_mode="digest"
-                    )
-            finally:
-                client.close()
         assert options.body == b"Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
         assert in_url.body == b"Basic bWU6c0BjcmV0"  # me:s@cret
         # The credentials never travel in the Host header.
@@ -490,12 +458,8 @@ def test_basic_auth_from_options_and_url() -> None:
 
 def test_second_request_to_same_origin_reuses_the_connection() -> None:
     async def main() -> None:
-        async with Server(hello) as server:
-            client = make_client()
-            try:
-                bodies = [(await client.fetch(server.url(f"/{i}"))).body for i in range(3)]
-            finally:
-                client.close()
+        async with Server(hello) as server, open_client() as client:
+            bodies = [(await client.fetch(server.url(f"/{i}"))).body for i in range(3)]
         assert bodies == [b"hello /0", b"hello /1", b"hello /2"]
         assert server.connections == 1
         assert {r.connection_id for r in server.requests} == {1}
@@ -513,16 +477,12 @@ def test_connection_is_not_reused_after_an_error() -> None:
                 ) + (b"zz\r\nabc\r\n0\r\n\r\n")
             return hello(request)
 
-        async with Server(handler) as server:
-            client = make_client()
-            try:
-                await client.fetch(server.url("/ok"))
-                with pytest.raises(HTTPClientError) as raised:
-                    await client.fetch(server.url("/bad"))
-                assert raised.value.code == 599
-                after = await client.fetch(server.url("/ok"))
-            finally:
-                client.close()
+        async with Server(handler) as server, open_client() as client:
+            await client.fetch(server.url("/ok"))
+            with pytest.raises(HTTPClientError) as raised:
+                await client.fetch(server.url("/bad"))
+            assert raised.value.code == 599
+            after = await client.fetch(server.url("/ok"))
         assert after.body == b"hello /ok"
         # /bad reused the first connection and broke it; the last request needed a new one.
         assert [r.connection_id for r in server.requests] == [1, 1, 2]
@@ -541,13 +501,9 @@ def test_connection_close_and_http10_responses_are_not_reused() -> None:
                 return response(b"x", version="HTTP/1.0", headers={"Connection": "keep-alive"})
             return hello(request)
 
-        async with Server(handler) as server:
-            client = make_client()
-            try:
-                for path in ["/close", "/a", "/http10", "/b", "/http10-keep-alive", "/c"]:
-                    await client.fetch(server.url(path))
-            finally:
-                client.close()
+        async with Server(handler) as server, open_client() as client:
+            for path in ["/close", "/a", "/http10", "/b", "/http10-keep-alive", "/c"]:
+                await client.fetch(server.url(path))
         ids = [r.connection_id for r in server.requests]
         # close -> new; HTTP/1.0 without keep-alive -> new; HTTP/1.0 keep-alive -> reused.
         assert ids == [1, 2, 2, 3, 3, 3]
@@ -562,13 +518,9 @@ def test_switching_protocols_is_a_final_response_and_ends_reuse() -> None:
                 return b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: other\r\nConnection: Upgrade\r\n\r\n"
             return hello(request)
 
-        async with Server(handler) as server:
-            client = make_client()
-            try:
-                switched = await client.fetch(server.url("/upgrade"), raise_error=False)
-                after = await client.fetch(server.url("/after"))
-            finally:
-                client.close()
+        async with Server(handler) as server, open_client() as client:
+            switched = await client.fetch(server.url("/upgrade"), raise_error=False)
+            after = await client.fetch(server.url("/after"))
         assert switched.code == 101
         assert after.body == b"hello /after"
         assert [r.connection_id for r in server.requests] == [1, 2]
@@ -581,13 +533,9 @@ def test_body_read_until_close_is_not_pooled() -> None:
         def handler(request: Request) -> Reply:
             return (b"HTTP/1.1 200 OK\r\n\r\nuntil close", True)
 
-        async with Server(handler) as server:
-            client = make_client()
-            try:
-                first = await client.fetch(server.url())
-                second = await client.fetch(server.url())
-            finally:
-                client.close()
+        async with Server(handler) as server, open_client() as client:
+            first = await client.fetch(server.url())
+            second = await client.fetch(server.url())
         assert first.body == second.body == b"until close"
         assert server.connections == 2
 
@@ -626,14 +574,10 @@ def test_streaming_callback_failure_closes_the_connection() -> None:
         def explode(chunk: bytes) -> None:
             raise RuntimeError("stop")
 
-        async with Server(hello) as server:
-            client = make_client()
-            try:
-                with pytest.raises(HTTPStreamClosedError):
-                    await client.fetch(server.url("/a"), streaming_callback=explode)
-                await client.fetch(server.url("/b"))
-            finally:
-                client.close()
+        async with Server(hello) as server, open_client() as client:
+            with pytest.raises(HTTPStreamClosedError):
+                await client.fetch(server.url("/a"), streaming_callback=explode)
+            await client.fetch(server.url("/b"))
         assert [r.connection_id for r in server.requests] == [1, 2]
 
     run(main)
@@ -641,15 +585,11 @@ def test_streaming_callback_failure_closes_the_connection() -> None:
 
 def test_idle_connection_closed_by_the_server_is_dropped() -> None:
     async def main() -> None:
-        async with Server(lambda r: (hello(r), True)) as server:
-            client = make_client()
-            try:
-                await client.fetch(server.url("/a"))
-                # The server hung up without saying so in its headers; the pool notices.
-                await wait_until(lambda: len(client._pool) == 0)
-                result = await client.fetch(server.url("/b"))
-            finally:
-                client.close()
+        async with Server(lambda r: (hello(r), True)) as server, open_client() as client:
+            await client.fetch(server.url("/a"))
+            # The server hung up without saying so in its headers; the pool notices.
+            await wait_until(lambda: len(client._pool) == 0)
+            result = await client.fetch(server.url("/b"))
         assert result.body == b"hello /b"
         assert server.connections == 2
 
@@ -665,15 +605,11 @@ def test_pooled_connection_closed_after_the_request_is_not_resent() -> None:
             seen = sum(1 for r in server.requests if r.connection_id == request.connection_id)
             return hello(request) if seen == 1 else None
 
-        async with Server(handler) as server:
-            client = make_client()
-            try:
-                await client.fetch(server.url("/a"))
-                with pytest.raises(HTTPStreamClosedError) as raised:
-                    await client.fetch(server.url("/b"))
-                after = await client.fetch(server.url("/c"))
-            finally:
-                client.close()
+        async with Server(handler) as server, open_client() as client:
+            await client.fetch(server.url("/a"))
+            with pytest.raises(HTTPStreamClosedError) as raised:
+                await client.fetch(server.url("/b"))
+            after = await client.fetch(server.url("/c"))
         assert raised.value.code == 599
         assert after.body == b"hello /c"
         targets = [(r.target, r.connection_id) for r in server.requests]
@@ -684,15 +620,11 @@ def test_pooled_connection_closed_after_the_request_is_not_resent() -> None:
 
 def test_pool_keeps_connections_per_origin_and_settings_apart() -> None:
     async def main() -> None:
-        async with Server(hello) as first, Server(hello) as second:
-            client = make_client()
-            try:
-                await client.fetch(first.url("/1"))
-                await client.fetch(second.url("/1"))
-                await client.fetch(first.url("/2"))
-                await client.fetch(first.url("/3"), network_interface="127.0.0.1")
-            finally:
-                client.close()
+        async with Server(hello) as first, Server(hello) as second, open_client() as client:
+            await client.fetch(first.url("/1"))
+            await client.fetch(second.url("/1"))
+            await client.fetch(first.url("/2"))
+            await client.fetch(first.url("/3"), network_interface="127.0.0.1")
         assert first.connections == 2  # a different local address is a different key
         assert second.connections == 1
         assert [r.connection_id for r in first.requests] == [1, 1, 2]
@@ -763,19 +695,15 @@ def test_queued_request_times_out_in_the_queue() -> None:
                 await release.wait()
             return hello(request)
 
-        async with Server(handler) as server:
-            client = make_client(max_clients=1)
-            try:
-                held = client.fetch(server.url("/hold"))
-                await wait_until(lambda: len(server.requests) == 1)
-                with pytest.raises(HTTPTimeoutError) as raised:
-                    await client.fetch(server.url("/queued"), connect_timeout=0.1)
-                assert str(raised.value) == "Timeout in request queue"
-                assert len(client.queue) == 0
-                release.set()
-                assert (await held).body == b"hello /hold"
-            finally:
-                client.close()
+        async with Server(handler) as server, open_client(max_clients=1) as client:
+            held = client.fetch(server.url("/hold"))
+            await wait_until(lambda: len(server.requests) == 1)
+            with pytest.raises(HTTPTimeoutError) as raised:
+                await client.fetch(server.url("/queued"), connect_timeout=0.1)
+            assert str(raised.value) == "Timeout in request queue"
+            assert len(client.queue) == 0
+            release.set()
+            assert (await held).body == b"hello /hold"
 
     run(main)
 
@@ -788,16 +716,12 @@ def test_max_clients_bounds_concurrency_and_drains_the_queue() -> None:
             await release.wait()
             return hello(request)
 
-        async with Server(handler) as server:
-            client = make_client(max_clients=2)
-            try:
-                futures = [client.fetch(server.url(f"/{i}")) for i in range(4)]
-                await wait_until(lambda: len(server.requests) == 2)
-                assert len(client.queue) == 2 and len(client.active) == 2
-                release.set()
-                results = await asyncio.gather(*futures)
-            finally:
-                client.close()
+        async with Server(handler) as server, open_client(max_clients=2) as client:
+            futures = [client.fetch(server.url(f"/{i}")) for i in range(4)]
+            await wait_until(lambda: len(server.requests) == 2)
+            assert len(client.queue) == 2 and len(client.active) == 2
+            release.set()
+            results = await asyncio.gather(*futures)
         assert sorted(r.body for r in results) == [b"hello /%d" % i for i in range(4)]
 
     run(main)
@@ -814,16 +738,12 @@ def test_redirects_are_followed_up_to_max_redirects() -> None:
                 return response(b"moved", "302 Found", headers={"Location": f"/{count - 1}"})
             return response(b"zero")
 
-        async with Server(handler) as server:
-            client = make_client()
-            try:
-                followed = await client.fetch(server.url("/3"))
-                limited = await client.fetch(server.url("/5"), max_redirects=2, raise_error=False)
-                unfollowed = await client.fetch(
-                    server.url("/1"), follow_redirects=False, raise_error=False
-                )
-            finally:
-                client.close()
+        async with Server(handler) as server, open_client() as client:
+            followed = await client.fetch(server.url("/3"))
+            limited = await client.fetch(server.url("/5"), max_redirects=2, raise_error=False)
+            unfollowed = await client.fetch(
+                server.url("/1"), follow_redirects=False, raise_error=False
+            )
         assert followed.body == b"zero"
         assert followed.effective_url == server.url("/0")
         assert followed.request.url == server.url("/3")
@@ -842,12 +762,8 @@ def test_303_turns_post_into_get_without_body() -> None:
                 return response(status="303 See Other", headers={"Location": "/done"})
             return response(f"{request.method} {len(request.body)}".encode())
 
-        async with Server(handler) as server:
-            client = make_client()
-            try:
-                result = await client.fetch(server.url("/form"), method="POST", body=b"abc")
-            finally:
-                client.close()
+        async with Server(handler) as server, open_client() as client:
+            result = await client.fetch(server.url("/form"), method="POST", body=b"abc")
         assert result.body == b"GET 0"
         assert "content-type" not in server.requests[1].headers
         assert result.request.method == "POST"
@@ -912,22 +828,18 @@ def test_gzip_bomb_stops_at_max_body_size() -> None:
 
     async def main() -> None:
         reply = response(bomb, headers={"Content-Encoding": "gzip"})
-        async with Server(lambda r: reply) as server:
-            client = make_client(max_body_size=limit)
-            try:
-                with pytest.raises(HTTPClientError) as raised:
-                    await client.fetch(server.url())
-                assert raised.value.code == 599
-                received = 0
+        async with Server(lambda r: reply) as server, open_client(max_body_size=limit) as client:
+            with pytest.raises(HTTPClientError) as raised:
+                await client.fetch(server.url())
+            assert raised.value.code == 599
+            received = 0
 
-                def count(chunk: bytes) -> None:
-                    nonlocal received
-                    received += len(chunk)
+            def count(chunk: bytes) -> None:
+                nonlocal received
+                received += len(chunk)
 
-                with pytest.raises(HTTPClientError):
-                    await client.fetch(server.url(), streaming_callback=count)
-            finally:
-                client.close()
+            with pytest.raises(HTTPClientError):
+                await client.fetch(server.url(), streaming_callback=count)
         assert received <= limit
 
     run(main)
@@ -935,13 +847,12 @@ def test_gzip_bomb_stops_at_max_body_size() -> None:
 
 def test_content_length_over_max_body_size_is_refused() -> None:
     async def main() -> None:
-        async with Server(lambda r: response(b"a" * 2000)) as server:
-            client = make_client(max_body_size=1000)
-            try:
-                with pytest.raises(HTTPClientError) as raised:
-                    await client.fetch(server.url())
-            finally:
-                client.close()
+        async with (
+            Server(lambda r: response(b"a" * 2000)) as server,
+            open_client(max_body_size=1000) as client,
+        ):
+            with pytest.raises(HTTPClientError) as raised:
+                await client.fetch(server.url())
         assert raised.value.code == 599
 
     run(main)
@@ -959,13 +870,9 @@ def test_endless_interim_responses_fail_cleanly() -> None:
         await asyncio.sleep(5)
 
     async def main() -> None:
-        async with Server(hello, raw=raw) as server:
-            client = make_client()
-            try:
-                with pytest.raises(HTTPStreamClosedError):
-                    await client.fetch(server.url())
-            finally:
-                client.close()
+        async with Server(hello, raw=raw) as server, open_client() as client:
+            with pytest.raises(HTTPStreamClosedError):
+                await client.fetch(server.url())
 
     run(main)
 
@@ -973,14 +880,10 @@ def test_endless_interim_responses_fail_cleanly() -> None:
 def test_oversized_response_headers_fail_cleanly() -> None:
     async def main() -> None:
         reply = response(b"ok", headers={"X-Filler": "a" * 4000})
-        async with Server(lambda r: reply) as server:
-            client = make_client(max_header_size=1024)
-            try:
-                # As in Tornado: the head that does not fit is an unsatisfiable read.
-                with pytest.raises(UnsatisfiableReadError):
-                    await client.fetch(server.url())
-            finally:
-                client.close()
+        async with Server(lambda r: reply) as server, open_client(max_header_size=1024) as client:
+            # As in Tornado: the head that does not fit is an unsatisfiable read.
+            with pytest.raises(UnsatisfiableReadError):
+                await client.fetch(server.url())
 
     run(main)
 
@@ -997,13 +900,12 @@ def test_endless_header_block_fails_cleanly() -> None:
             pass
 
     async def main() -> None:
-        async with Server(hello, raw=raw) as server:
-            client = make_client(max_header_size=16 * 1024)
-            try:
-                with pytest.raises(UnsatisfiableReadError):
-                    await client.fetch(server.url())
-            finally:
-                client.close()
+        async with (
+            Server(hello, raw=raw) as server,
+            open_client(max_header_size=16 * 1024) as client,
+        ):
+            with pytest.raises(UnsatisfiableReadError):
+                await client.fetch(server.url())
 
     run(main)
 
@@ -1020,13 +922,9 @@ def test_endless_header_block_fails_cleanly() -> None:
 def test_malformed_chunking_fails_cleanly(body: bytes) -> None:
     async def main() -> None:
         head = response(headers={"Content-Length": None, "Transfer-Encoding": "chunked"})
-        async with Server(lambda r: (head + body, True)) as server:
-            client = make_client()
-            try:
-                with pytest.raises(HTTPClientError) as raised:
-                    await client.fetch(server.url())
-            finally:
-                client.close()
+        async with Server(lambda r: (head + body, True)) as server, open_client() as client:
+            with pytest.raises(HTTPClientError) as raised:
+                await client.fetch(server.url())
         assert raised.value.code == 599
 
     run(main)
@@ -1043,16 +941,15 @@ def server_tls_context() -> ssl.SSLContext:
 
 def test_certificates_are_validated_by_default() -> None:
     async def main() -> None:
-        async with Server(hello, ssl_context=server_tls_context()) as server:
-            client = make_client()
-            try:
-                with pytest.raises(ssl.SSLError):
-                    await client.fetch(server.url("/"))
-                unchecked = await client.fetch(server.url("/a"), validate_cert=False)
-                trusted = await client.fetch(server.url("/b"), ca_certs=CERT)
-                again = await client.fetch(server.url("/c"), ca_certs=CERT)
-            finally:
-                client.close()
+        async with (
+            Server(hello, ssl_context=server_tls_context()) as server,
+            open_client() as client,
+        ):
+            with pytest.raises(ssl.SSLError):
+                await client.fetch(server.url("/"))
+            unchecked = await client.fetch(server.url("/a"), validate_cert=False)
+            trusted = await client.fetch(server.url("/b"), ca_certs=CERT)
+            again = await client.fetch(server.url("/c"), ca_certs=CERT)
         assert unchecked.body == b"hello /a"
         assert trusted.body == b"hello /b"
         assert again.body == b"hello /c"
@@ -1065,18 +962,14 @@ def test_certificates_are_validated_by_default() -> None:
 
 def test_plain_http_proxy_gets_absolute_form_and_credentials() -> None:
     async def main() -> None:
-        async with Server(lambda r: response(r.target.encode())) as proxy:
-            client = make_client()
-            try:
-                result = await client.fetch(
-                    "http://origin.invalid:8080/path?q=1",
-                    proxy_host="127.0.0.1",
-                    proxy_port=proxy.port,
-                    proxy_username="user",
-                    proxy_password="pass",
-                )
-            finally:
-                client.close()
+        async with Server(lambda r: response(r.target.encode())) as proxy, open_client() as client:
+            result = await client.fetch(
+                "http://origin.invalid:8080/path?q=1",
+                proxy_host="127.0.0.1",
+                proxy_port=proxy.port,
+                proxy_username="user",
+                proxy_password="pass",
+            )
         assert result.body == b"http://origin.invalid:8080/path?q=1"
         sent = proxy.requests[0]
         assert sent.headers["host"] == "origin.invalid:8080"
@@ -1110,27 +1003,23 @@ def test_https_through_a_connect_tunnel() -> None:
 
                 await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
 
-            async with Server(hello, raw=proxy_raw) as proxy:
-                client = make_client()
-                try:
-                    result = await client.fetch(
-                        origin.url("/secure"),
-                        proxy_host="127.0.0.1",
-                        proxy_port=proxy.port,
-                        proxy_username="u",
-                        proxy_password="p",
-                        ca_certs=CERT,
-                    )
-                    again = await client.fetch(
-                        origin.url("/again"),
-                        proxy_host="127.0.0.1",
-                        proxy_port=proxy.port,
-                        proxy_username="u",
-                        proxy_password="p",
-                        ca_certs=CERT,
-                    )
-                finally:
-                    client.close()
+            async with Server(hello, raw=proxy_raw) as proxy, open_client() as client:
+                result = await client.fetch(
+                    origin.url("/secure"),
+                    proxy_host="127.0.0.1",
+                    proxy_port=proxy.port,
+                    proxy_username="u",
+                    proxy_password="p",
+                    ca_certs=CERT,
+                )
+                again = await client.fetch(
+                    origin.url("/again"),
+                    proxy_host="127.0.0.1",
+                    proxy_port=proxy.port,
+                    proxy_username="u",
+                    proxy_password="p",
+                    ca_certs=CERT,
+                )
         assert result.body == b"hello /secure"
         assert again.body == b"hello /again"
         assert tunnels[0].startswith(f"CONNECT 127.0.0.1:{origin.port} HTTP/1.1\r\n")
@@ -1150,15 +1039,11 @@ def test_proxy_refusing_connect_fails_the_request() -> None:
             writer.write(reply)
             await writer.drain()
 
-        async with Server(hello, raw=proxy_raw) as proxy:
-            client = make_client()
-            try:
-                with pytest.raises(HTTPClientError) as raised:
-                    await client.fetch(
-                        "https://origin.invalid/", proxy_host="127.0.0.1", proxy_port=proxy.port
-                    )
-            finally:
-                client.close()
+        async with Server(hello, raw=proxy_raw) as proxy, open_client() as client:
+            with pytest.raises(HTTPClientError) as raised:
+                await client.fetch(
+                    "https://origin.invalid/", proxy_host="127.0.0.1", proxy_port=proxy.port
+                )
         assert raised.value.code == 407
 
     run(main)
@@ -1166,13 +1051,12 @@ def test_proxy_refusing_connect_fails_the_request() -> None:
 
 def test_request_defaults_and_response_request_identity() -> None:
     async def main() -> None:
-        async with Server(lambda r: response(r.headers["user-agent"].encode())) as server:
-            client = make_client(defaults={"user_agent": "DefaultAgent"})
-            try:
-                request = HTTPRequest(server.url())
-                result: HTTPResponse = await client.fetch(request)
-            finally:
-                client.close()
+        async with (
+            Server(lambda r: response(r.headers["user-agent"].encode())) as server,
+            open_client(defaults={"user_agent": "DefaultAgent"}) as client,
+        ):
+            request = HTTPRequest(server.url())
+            result: HTTPResponse = await client.fetch(request)
         assert result.body == b"DefaultAgent"
         assert result.request is request
         assert request.user_agent is None
@@ -1269,12 +1153,8 @@ def test_pool_expires_idle_connections() -> None:
 
 def test_request_target_is_percent_encoded_where_needed() -> None:
     async def main() -> None:
-        async with Server(hello) as server:
-            client = make_client()
-            try:
-                await client.fetch(server.url("/a b/é?x=1 2&y=%41"))
-            finally:
-                client.close()
+        async with Server(hello) as server, open_client() as client:
+            await client.fetch(server.url("/a b/é?x=1 2&y=%41"))
         assert server.requests[0].target == "/a%20b/%C3%A9?x=1%202&y=%41"
 
     run(main)
@@ -1307,18 +1187,14 @@ def test_finished_request_leaves_no_reference_cycle(keep_alive: bool) -> None:
             reply = hello(request)
             return reply if keep_alive else (reply, True)
 
-        async with Server(handler) as server:
-            client = make_client()
-            try:
-                await client.fetch(server.url("/warm-up"), decompress_response=False)
-                _squall_cycle_garbage()
-                response = await client.fetch(server.url("/a"), decompress_response=False)
-                assert response.body == b"hello /a"
-                del response
-                await asyncio.sleep(0.01)
-                return _squall_cycle_garbage()
-            finally:
-                client.close()
+        async with Server(handler) as server, open_client() as client:
+            await client.fetch(server.url("/warm-up"), decompress_response=False)
+            _squall_cycle_garbage()
+            response = await client.fetch(server.url("/a"), decompress_response=False)
+            assert response.body == b"hello /a"
+            del response
+            await asyncio.sleep(0.01)
+            return _squall_cycle_garbage()
 
     assert run(main) == []
 
@@ -1368,13 +1244,9 @@ def test_connection_reset_before_the_response_is_a_599_stream_closed_error() -> 
         _reset(writer)
 
     async def main() -> None:
-        async with Server(hello, raw=raw) as server:
-            client = make_client()
-            try:
-                with pytest.raises(HTTPStreamClosedError) as raised:
-                    await client.fetch(server.url())
-            finally:
-                client.close()
+        async with Server(hello, raw=raw) as server, open_client() as client:
+            with pytest.raises(HTTPStreamClosedError) as raised:
+                await client.fetch(server.url())
         assert raised.value.code == 599
         assert isinstance(raised.value.__cause__, ConnectionResetError)
 
@@ -1392,15 +1264,11 @@ def test_reset_pooled_connection_is_retried_once_for_idempotent_requests() -> No
             _reset(writer)
 
     async def main() -> None:
-        async with Server(hello, raw=raw) as server:
-            client = make_client()
-            try:
-                await client.fetch(server.url("/a"))
-                retried = await client.fetch(server.url("/b"))
-                with pytest.raises(HTTPStreamClosedError) as raised:
-                    await client.fetch(server.url("/c"), method="POST", body=b"x")
-            finally:
-                client.close()
+        async with Server(hello, raw=raw) as server, open_client() as client:
+            await client.fetch(server.url("/a"))
+            retried = await client.fetch(server.url("/b"))
+            with pytest.raises(HTTPStreamClosedError) as raised:
+                await client.fetch(server.url("/c"), method="POST", body=b"x")
         assert retried.body == b"hello /b"
         assert raised.value.code == 599
         # /a and /b's first try share a connection, /b's retry and the POST the next one.

@@ -71,6 +71,11 @@ _READ_REGEX = 3
 _READ_INTO = 4
 _READ_UNTIL_CLOSE = 5
 
+# The read buffer while a data handler owns reads: nothing is buffered then, and an idle
+# server connection need not keep a bytearray of its own. Immutable, so a stray write to it
+# fails loudly instead of leaking bytes between streams.
+_NO_READ_BUFFER: Any = b""
+
 _DEFAULT_MAX_BUFFER_SIZE = 104857600
 _DEFAULT_READ_CHUNK_SIZE = 65536
 
@@ -140,7 +145,7 @@ class BaseIOStream:
         "_write_transport",
         "_attach_task",
         "_attach_started",
-        "_watched_fd",
+        "_watch_descriptor",
         "_data_handler",
         "_paused_by_user",
         "_paused_for_buffer",
@@ -186,7 +191,9 @@ class BaseIOStream:
         self._write_transport: Any = None
         self._attach_task: asyncio.Future[Any] | None = None
         self._attach_started = False  # whether the attach task has handed anything to the loop
-        self._watched_fd = -1  # a socket descriptor checked before a read waits (-1: none)
+        # Whether the socket's descriptor is checked before a read waits. Its number is
+        # looked up only then: an int object kept per connection costs memory.
+        self._watch_descriptor = False
         self._data_handler: Callable[[bytes], Any] | None = None
         self._paused_by_user = False
         self._paused_for_buffer = False
@@ -347,10 +354,9 @@ class BaseIOStream:
         if len(self._read_buffer) >= self.max_buffer_size and self._read_kind != _READ_INTO:
             self._fail_buffer_full()
             return
-        fd = self._watched_fd
-        if fd >= 0:
+        if self._watch_descriptor:
             try:
-                os.fstat(fd)
+                os.fstat(self._plain_socket().fileno())
             except OSError as error:
                 # The descriptor was closed behind the transport's back: fail now, before
                 # the loop trips over it (or over whatever reuses its number).
@@ -363,6 +369,9 @@ class BaseIOStream:
 
     def _forget_descriptor(self) -> None:
         """Stop the file object from closing a descriptor number it no longer owns."""
+
+    def _plain_socket(self) -> Any:
+        return None
 
     def _closed_cleanly(self) -> bool:
         return self.error is None or _is_connection_reset(self.error)
@@ -617,28 +626,39 @@ class BaseIOStream:
             self._clear_read()
         if self._closed:
             # The protocol no longer reports to this stream; only buffered bytes remain.
-            self._data_handler = None
+            self._drop_data_handler()
             if handler is not None and self._read_buffer:
                 data = bytes(self._read_buffer)
                 self._read_buffer.clear()
                 handler(data)
             return
-        self._data_handler = handler
+        if handler is None:
+            self._drop_data_handler()
+        else:
+            self._data_handler = handler
         protocol = self._protocol
         protocol.data_received = handler or self._data_received  # type: ignore[method-assign,assignment]
         transport = self._transport
         if transport is not None and not transport.is_closing():
             # Some loops (uvloop) cache the protocol's callbacks; setting it again refreshes them.
             transport.set_protocol(protocol)
-        if handler is not None and self._read_buffer:
-            data = bytes(self._read_buffer)
-            self._read_buffer.clear()
-            self._maybe_resume_for_buffer()
-            handler(data)
+        if handler is not None:
+            buffered = self._read_buffer
+            self._read_buffer = _NO_READ_BUFFER
+            if buffered:
+                self._maybe_resume_for_buffer()
+                handler(bytes(buffered))
+
+    def _drop_data_handler(self) -> None:
+        self._data_handler = None
+        if self._read_buffer is _NO_READ_BUFFER:
+            self._read_buffer = bytearray()
 
     def _unread(self, data: bytes) -> None:
         """Put ``data`` back at the front of the read buffer."""
         if data:
+            if self._read_buffer is _NO_READ_BUFFER:
+                self._read_buffer = bytearray()
             self._read_buffer[0:0] = data
             self._scan_pos = 0  # earlier delimiter scans covered what is now further on
             if self._read_kind != _NO_READ:
@@ -768,7 +788,7 @@ class BaseIOStream:
         """Close the stream; ``exc_info`` (an exception, a tuple or True) records the cause."""
         if self._closed:
             return
-        self._watched_fd = -1
+        self._watch_descriptor = False
         exc = _exception_from_exc_info(exc_info)
         if exc is not None:
             self.error = exc
@@ -778,7 +798,7 @@ class BaseIOStream:
         # Nothing more arrives: drop what refers back to this stream's owners (the
         # protocol's bound methods, a take-over handler), so no cycle keeps it alive.
         self._protocol.unbind()
-        self._data_handler = None
+        self._drop_data_handler()
 
     def _attaching_elsewhere(self) -> bool:
         # True when a running attach task owns the socket (and closes it when cancelled).
@@ -951,9 +971,9 @@ class IOStream(BaseIOStream):
         if sock is not None and not self._closed:
             self._set_plain_socket(sock)
             try:
-                self._watched_fd = sock.fileno()
+                self._watch_descriptor = sock.fileno() >= 0
             except (OSError, ValueError):
-                self._watched_fd = -1
+                self._watch_descriptor = False
         super()._connection_made(transport)
 
     def _set_plain_socket(self, sock: Any) -> None:

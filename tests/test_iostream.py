@@ -336,6 +336,66 @@ async def test_data_handler_released_and_unread_return_to_buffered_reads():
         client.close()
 
 
+async def test_unread_while_reads_are_taken_over_waits_for_buffered_reads():
+    server, client = await stream_pair()
+    try:
+        server._set_data_handler(lambda data: None)
+        server._unread(b"put back\n")
+        server._set_data_handler(None)
+        assert await server.read_until(b"\n") == b"put back\n"
+    finally:
+        server.close()
+        client.close()
+
+
+async def test_read_until_close_after_closing_with_reads_taken_over():
+    server, client = await stream_pair()
+    try:
+        server._set_data_handler(lambda data: None)
+        server.close()
+        assert await server.read_until_close() == b""
+    finally:
+        client.close()
+
+
+async def test_streams_taken_over_do_not_share_a_buffer_after_release():
+    first, first_client = await stream_pair()
+    second, second_client = await stream_pair()
+    try:
+        for stream in (first, second):
+            stream._set_data_handler(lambda data: None)
+            stream._set_data_handler(None)
+        first_client.write(b"one\n")
+        second_client.write(b"two\n")
+        assert await first.read_until(b"\n") == b"one\n"
+        assert await second.read_until(b"\n") == b"two\n"
+    finally:
+        for stream in (first, first_client, second, second_client):
+            stream.close()
+
+
+async def test_writes_before_connect_are_sent_once_connected_then_written_directly():
+    (listener,) = netutil.bind_sockets(0, "127.0.0.1", family=socket.AF_INET)
+    accepted = asyncio.get_running_loop().create_future()
+    remove = netutil.add_accept_handler(
+        listener, lambda connection, address: accepted.set_result(IOStream(connection))
+    )
+    client = IOStream(socket.socket())
+    try:
+        connecting = client.connect(listener.getsockname())
+        first = client.write(b"early ")
+        await connecting
+        await first
+        await client.write(b"late\n")
+        server = await accepted
+        assert await server.read_until(b"\n") == b"early late\n"
+        server.close()
+    finally:
+        remove()
+        listener.close()
+        client.close()
+
+
 async def test_pause_and_resume_reading_hold_back_delivery():
     server, client = await stream_pair()
     try:

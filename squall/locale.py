@@ -168,6 +168,15 @@ def _read_csv_translations(path: str, encoding: str) -> Dict[str, Dict[str, str]
     return tables
 
 
+def _translations_loaded(use_gettext: bool) -> None:
+    """Switch to the freshly loaded ``_translations``; cached locales hold the old ones."""
+    global _supported_locales, _use_gettext
+    _use_gettext = use_gettext
+    _supported_locales = frozenset(list(_translations) + [_default_locale])
+    Locale._cache = {}
+    _log.debug("Supported locales: %s", sorted(_supported_locales))
+
+
 def load_translations(directory: str, encoding: Optional[str] = None) -> None:
     """Load ``<locale>.csv`` files from ``directory``.
 
@@ -175,7 +184,7 @@ def load_translations(directory: str, encoding: Optional[str] = None) -> None:
     ``%(name)s`` placeholders. Without ``encoding``, UTF-16 (with BOM) and UTF-8
     (with or without BOM) are recognised. Bad rows are logged with file and line.
     """
-    global _translations, _supported_locales, _use_gettext
+    global _translations
     _translations = {}
     for filename in sorted(os.listdir(directory)):
         if not filename.endswith(".csv"):
@@ -191,15 +200,12 @@ def load_translations(directory: str, encoding: Optional[str] = None) -> None:
             _log.error("Cannot load translations from %s: %s", path, exc)
             continue
         _translations[code] = tables
-    _use_gettext = False
-    _supported_locales = frozenset(list(_translations) + [_default_locale])
-    Locale._cache = {}
-    _log.debug("Supported locales: %s", sorted(_supported_locales))
+    _translations_loaded(use_gettext=False)
 
 
 def load_gettext_translations(directory: str, domain: str) -> None:
     """Load gettext catalogs ``<directory>/<locale>/LC_MESSAGES/<domain>.mo``."""
-    global _translations, _supported_locales, _use_gettext
+    global _translations
     _translations = {}
     for code in sorted(os.listdir(directory)):
         if code.startswith(".") or not os.path.isdir(os.path.join(directory, code)):
@@ -211,10 +217,7 @@ def load_gettext_translations(directory: str, domain: str) -> None:
             _translations[code] = gettext.translation(domain, directory, languages=[code])
         except Exception as exc:
             _log.error("Cannot load translation for '%s': %s", code, exc)
-    _use_gettext = True
-    _supported_locales = frozenset(list(_translations) + [_default_locale])
-    Locale._cache = {}
-    _log.debug("Supported locales: %s", sorted(_supported_locales))
+    _translations_loaded(use_gettext=True)
 
 
 _RIGHT_TO_LEFT_PREFIXES = ("fa", "ar", "he")

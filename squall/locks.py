@@ -59,6 +59,32 @@ class _TimeoutGarbageCollector:
             self._timeouts = 0
             self._waiters = collections.deque(w for w in self._waiters if not w.done())
 
+    def _enqueue_waiter(
+        self,
+        waiter: asyncio.Future[Any],
+        timeout: Timeout | None,
+        on_timeout: Callable[[asyncio.Future[Any]], None],
+    ) -> None:
+        """Queue ``waiter``; at ``timeout``, resolve it with ``on_timeout`` unless already done."""
+        self._waiters.append(waiter)
+        if timeout is not None:
+
+            def expire() -> None:
+                if not waiter.done():
+                    on_timeout(waiter)
+                self._garbage_collect()
+
+            _schedule_timeout(waiter, timeout, expire)
+
+
+# Module-level so that queueing a waiter allocates no per-call closure for its timeout.
+def _wake_unnotified(waiter: asyncio.Future[Any]) -> None:
+    waiter.set_result(False)
+
+
+def _fail_semaphore_acquire(waiter: asyncio.Future[Any]) -> None:
+    waiter.set_exception(TimeoutError("Timeout acquiring semaphore"))
+
 
 class Condition(_TimeoutGarbageCollector):
     """Lets coroutines wait until another one calls :meth:`notify` or :meth:`notify_all`.
@@ -73,15 +99,7 @@ class Condition(_TimeoutGarbageCollector):
     def wait(self, timeout: Timeout | None = None) -> Awaitable[bool]:
         """A Future that resolves to True when notified, or False if ``timeout`` passes."""
         waiter = _new_future()
-        self._waiters.append(waiter)
-        if timeout is not None:
-
-            def expire() -> None:
-                if not waiter.done():
-                    waiter.set_result(False)
-                self._garbage_collect()
-
-            _schedule_timeout(waiter, timeout, expire)
+        self._enqueue_waiter(waiter, timeout, _wake_unnotified)
         return waiter
 
     def notify(self, n: int = 1) -> None:
@@ -217,15 +235,7 @@ class Semaphore(_TimeoutGarbageCollector):
             self._value -= 1
             waiter.set_result(_ReleasingContextManager(self))
             return waiter
-        self._waiters.append(waiter)
-        if timeout is not None:
-
-            def expire() -> None:
-                if not waiter.done():
-                    waiter.set_exception(TimeoutError("Timeout acquiring semaphore"))
-                self._garbage_collect()
-
-            _schedule_timeout(waiter, timeout, expire)
+        self._enqueue_waiter(waiter, timeout, _fail_semaphore_acquire)
         return waiter
 
     def __enter__(self) -> None:

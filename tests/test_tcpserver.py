@@ -13,6 +13,7 @@ import textwrap
 import pytest
 
 from squall import netutil
+from squall._iostream_transport import _StreamProtocol
 from squall.iostream import IOStream, SSLIOStream, StreamClosedError
 from squall.tcpserver import TCPServer
 
@@ -278,7 +279,7 @@ async def test_accepted_connection_leaves_no_reference_cycle():
             server.protocol = None
             gc.collect()
             leftovers = [
-                item for item in gc.garbage if isinstance(item, IOStream) or type(item).__name__ == "_StreamProtocol"
+                item for item in gc.garbage if isinstance(item, (IOStream, _StreamProtocol))
             ]
         finally:
             gc.set_debug(0)

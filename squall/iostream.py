@@ -130,14 +130,10 @@ class BaseIOStream:
         "_write_futures",
         "_read_future",
         "_read_kind",
-        "_read_num",
         "_read_max",
         "_read_partial",
-        "_read_delimiter",
-        "_read_regex",
-        "_read_into_view",
-        "_read_into_filled",
-        "_scan_pos",
+        "_read_target",
+        "_read_pos",
         "_close_callback",
         "_connect_future",
         "_closed",
@@ -175,14 +171,15 @@ class BaseIOStream:
         self._write_futures: list[asyncio.Future[None]] | None = None
         self._read_future: asyncio.Future[Any] | None = None
         self._read_kind = _NO_READ
-        self._read_num = 0
         self._read_max: int | None = None
         self._read_partial = False
-        self._read_delimiter = b""
-        self._read_regex: re.Pattern[bytes] | None = None
-        self._read_into_view: memoryview | None = None
-        self._read_into_filled = 0
-        self._scan_pos = 0
+        # What the pending read is after, by _read_kind: a byte count, a delimiter, a compiled
+        # pattern or the caller's buffer (a memoryview). One slot for all: a stream is kept
+        # per connection, so every slot counts.
+        self._read_target: Any = None
+        # Progress of the pending read: where a delimiter search resumes, or how much of a
+        # read_into buffer is filled.
+        self._read_pos = 0
         self._close_callback: Callable[[], None] | None = None
         self._connect_future: asyncio.Future[Any] | None = None
         self._closed = False
@@ -252,7 +249,7 @@ class BaseIOStream:
         (``UnsatisfiableReadError`` becomes the ``real_error``).
         """
         future = self._start_read(_READ_REGEX)
-        self._read_regex = re.compile(regex)
+        self._read_target = re.compile(regex)
         self._read_max = max_bytes
         self._run_inline_read(future)
         return future
@@ -262,7 +259,7 @@ class BaseIOStream:
         if not delimiter:
             raise ValueError("delimiter must not be empty")
         future = self._start_read(_READ_UNTIL)
-        self._read_delimiter = bytes(delimiter)
+        self._read_target = bytes(delimiter)
         self._read_max = max_bytes
         self._run_inline_read(future)
         return future
@@ -272,7 +269,7 @@ class BaseIOStream:
         if not isinstance(num_bytes, int) or num_bytes < 0:
             raise ValueError("num_bytes must be a non-negative integer")
         future = self._start_read(_READ_BYTES)
-        self._read_num = num_bytes
+        self._read_target = num_bytes
         self._read_partial = partial
         self._run_inline_read(future)
         return future
@@ -296,8 +293,8 @@ class BaseIOStream:
             future.set_result(filled)
             self._maybe_resume_for_buffer()
             return future
-        self._read_into_view = view
-        self._read_into_filled = filled
+        self._read_target = view
+        self._read_pos = filled
         self._run_inline_read(future)
         return future
 
@@ -318,17 +315,17 @@ class BaseIOStream:
         future = self._loop.create_future()
         self._read_future = future
         self._read_kind = kind
-        self._scan_pos = 0
+        self._read_pos = 0
         return future
 
     def _clear_read(self) -> None:
         self._read_future = None
+        kind = self._read_kind
         self._read_kind = _NO_READ
-        self._read_regex = None
-        view = self._read_into_view
-        if view is not None:
-            view.release()
-            self._read_into_view = None
+        target = self._read_target
+        self._read_target = None
+        if kind == _READ_INTO and target is not None:
+            target.release()
 
     def _run_inline_read(self, future: asyncio.Future[Any]) -> None:
         try:
@@ -380,7 +377,7 @@ class BaseIOStream:
         """Where the pending read ends in ``data``; -1 if more bytes are needed."""
         kind = self._read_kind
         if kind == _READ_BYTES:
-            num = self._read_num
+            num = self._read_target
             size = len(data)
             if size >= num:
                 return num
@@ -388,8 +385,8 @@ class BaseIOStream:
                 return size
             return -1
         if kind == _READ_UNTIL:
-            delimiter = self._read_delimiter
-            pos = data.find(delimiter, self._scan_pos)
+            delimiter = self._read_target
+            pos = data.find(delimiter, self._read_pos)
             max_bytes = self._read_max
             if pos >= 0:
                 end = pos + len(delimiter)
@@ -404,22 +401,22 @@ class BaseIOStream:
                     f"delimiter {delimiter!r} not found within {max_bytes} bytes"
                 )
             # A later match can only start in the last len(delimiter)-1 bytes seen so far.
-            self._scan_pos = max(0, size - len(delimiter) + 1)
+            self._read_pos = max(0, size - len(delimiter) + 1)
             return -1
         if kind == _READ_REGEX:
-            assert self._read_regex is not None
-            match = self._read_regex.search(data)
+            regex = self._read_target
+            match = regex.search(data)
             max_bytes = self._read_max
             if match is not None:
                 end = match.end()
                 if max_bytes is not None and end > max_bytes:
                     raise UnsatisfiableReadError(
-                        f"pattern {self._read_regex.pattern!r} not found within {max_bytes} bytes"
+                        f"pattern {regex.pattern!r} not found within {max_bytes} bytes"
                     )
                 return end
             if max_bytes is not None and len(data) >= max_bytes:
                 raise UnsatisfiableReadError(
-                    f"pattern {self._read_regex.pattern!r} not found within {max_bytes} bytes"
+                    f"pattern {regex.pattern!r} not found within {max_bytes} bytes"
                 )
             return -1
         return -1
@@ -438,7 +435,7 @@ class BaseIOStream:
             return self._fill_read_into(b"")
         if kind == _READ_UNTIL_CLOSE:
             return False
-        if kind == _READ_BYTES and self._read_num == 0:
+        if kind == _READ_BYTES and self._read_target == 0:
             self._finish_read(0)
             return True
         try:
@@ -471,9 +468,9 @@ class BaseIOStream:
 
     def _fill_read_into(self, data: bytes) -> bool:
         """Copy ``data`` into the pending read_into buffer; leftovers go to the read buffer."""
-        view = self._read_into_view
+        view = self._read_target
         assert view is not None
-        filled = self._read_into_filled
+        filled = self._read_pos
         if data:
             room = len(view) - filled
             if len(data) <= room:
@@ -483,7 +480,7 @@ class BaseIOStream:
                 view[filled:] = memoryview(data)[:room]
                 filled += room
                 self._read_buffer += memoryview(data)[room:]
-            self._read_into_filled = filled
+            self._read_pos = filled
         if filled == len(view) or (self._read_partial and filled):
             future = self._read_future
             assert future is not None
@@ -660,7 +657,8 @@ class BaseIOStream:
             if self._read_buffer is _NO_READ_BUFFER:
                 self._read_buffer = bytearray()
             self._read_buffer[0:0] = data
-            self._scan_pos = 0  # earlier delimiter scans covered what is now further on
+            if self._read_kind == _READ_UNTIL:
+                self._read_pos = 0  # earlier delimiter scans covered what is now further on
             if self._read_kind != _NO_READ:
                 self._satisfy_read()
 

@@ -69,23 +69,27 @@ class _StreamProtocol(asyncio.Protocol):
 
 
 class _AcceptedProtocol(_StreamProtocol):
-    """The protocol a listening server gives each new transport: the first callback hands
-    the connection to the server, which then binds a stream to this same object."""
+    """The protocol a listening server gives each new transport.
 
-    __slots__ = ("_on_accept",)
+    Until its first callback, ``_stream`` holds the server (nothing else can arrive before
+    ``connection_made``); that callback hands the connection to ``server._on_connection``,
+    which binds a stream to this same object. No extra slot: one per connection adds up.
+    """
 
-    def __init__(self, on_accept: Any) -> None:
+    __slots__ = ()
+
+    def __init__(self, server: Any) -> None:
         super().__init__()
-        self._on_accept = on_accept
+        self._stream = server
 
     def connection_made(self, transport: Any) -> None:
-        on_accept = self._on_accept
-        if on_accept is None:
-            super().connection_made(transport)
-            return
-        # Dropped before the call: the server's bound method must not outlive the accept.
-        self._on_accept = None
-        on_accept(self, transport)
+        server = self._stream
+        # Let go of the server first: a failed accept leaves a protocol that only aborts.
+        self._stream = None
+        if server is None:
+            transport.abort()
+        else:
+            server._on_connection(self, transport)
 
 
 class _PipeWriterProtocol(_StreamProtocol):

@@ -151,7 +151,7 @@ class TCPServer:
 
     def _protocol_factory(self) -> _StreamProtocol:
         # Until connection_made builds the stream, the protocol drops whatever it is told.
-        return _AcceptedProtocol(self._on_connection)
+        return _AcceptedProtocol(self)
 
     def _on_connection(self, protocol: _StreamProtocol, transport: Any) -> None:
         address = transport.get_extra_info("peername")

@@ -88,6 +88,8 @@ class HTTPServer(TCPServer, Configurable, httputil.HTTPServerConnectionDelegate)
         )
         self._connections: set[HTTP1ServerConnection] = set()
         self.trusted_downstream = trusted_downstream
+        # one shared set for every connection instead of a copy each
+        self._trusted_downstream_set = frozenset(trusted_downstream or ())
 
     @classmethod
     def configurable_base(cls) -> type[Configurable]:
@@ -112,7 +114,7 @@ class HTTPServer(TCPServer, Configurable, httputil.HTTPServerConnectionDelegate)
         # Everything protocol-specific starts here: another protocol (HTTP/2 chosen by
         # ALPN, say) would create its own server connection, talking to this server
         # through the same start_request / on_close interface.
-        context = _HTTPRequestContext(stream, address, self.protocol, self.trusted_downstream)
+        context = _HTTPRequestContext(stream, address, self.protocol, self._trusted_downstream_set)
         connection = HTTP1ServerConnection(stream, self.conn_params, context)
         self._connections.add(connection)
         connection.start_serving(self)
@@ -284,7 +286,11 @@ class _HTTPRequestContext:
             self.protocol = "http"
         self._orig_remote_ip = self.remote_ip
         self._orig_protocol = self.protocol
-        self.trusted_downstream = set(trusted_downstream or [])
+        self.trusted_downstream = (
+            trusted_downstream
+            if isinstance(trusted_downstream, frozenset)
+            else frozenset(trusted_downstream or ())
+        )
 
     def __str__(self) -> str:
         if self.address_family in (socket.AF_INET, socket.AF_INET6):

@@ -17,8 +17,10 @@ install: $(STAMP)
 run: $(STAMP)
 	$(PY) -m examples.chat
 
+# The suite runs on the default loop (uvloop when installed), then again on plain asyncio.
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 tests
+	SQUALL_NO_UVLOOP=1 $(PY) -m pytest -q -n 2 tests --deselect tests/test_chat_browser.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check squall tests

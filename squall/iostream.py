@@ -80,6 +80,24 @@ _DEFAULT_MAX_BUFFER_SIZE = 104857600
 _DEFAULT_READ_CHUNK_SIZE = 65536
 
 
+
+# One finished Future shared by every write that left at once. It holds the last loop
+# that asked; a finished Future ignores cancel() and accepts callbacks and awaits, and
+# squall never resolves a Future that write() returned.
+_finished_write_cache: list[Any] = [None, None]
+
+
+def _finished_write(loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:
+    cache = _finished_write_cache
+    if cache[0] is loop:
+        return cache[1]  # type: ignore[no-any-return]
+    future: asyncio.Future[None] = loop.create_future()
+    future.set_result(None)
+    cache[0] = loop
+    cache[1] = future
+    return future
+
+
 class StreamClosedError(IOError):
     """The stream is closed; ``real_error`` holds the cause, when there was one."""
 
@@ -670,8 +688,17 @@ class BaseIOStream:
         self._check_closed()
         if data:
             self._write_nowait(data)
-        future: asyncio.Future[None] = self._loop.create_future()
         transport = self._write_transport
+        if (
+            transport is not None
+            and self._settles_on_write_transport
+            and not transport.get_write_buffer_size()
+        ):
+            buffer = self._write_buffer
+            if (buffer is None or not len(buffer)) and not transport.is_closing():
+                # Everything left at once (the usual case): no Future to allocate.
+                return _finished_write(self._loop)
+        future: asyncio.Future[None] = self._loop.create_future()
         # A transport that is already closing failed the write; connection_lost fails the future.
         if not self.writing() and (transport is None or not transport.is_closing()):
             future.set_result(None)
@@ -713,6 +740,9 @@ class BaseIOStream:
         if transport is not None:
             size += transport.get_write_buffer_size()
         return size
+
+    # Whether an empty write transport buffer means every written byte has left squall.
+    _settles_on_write_transport = True
 
     def writing(self) -> bool:
         """True while written data is still waiting in squall's buffers."""
@@ -1401,6 +1431,9 @@ class SSLIOStream(IOStream):
 
     def reading(self) -> bool:
         return super().reading()
+
+    # Encrypted bytes may still wait in the plain transport below the TLS one.
+    _settles_on_write_transport = False
 
     def writing(self) -> bool:
         if super().writing():

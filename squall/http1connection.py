@@ -999,6 +999,91 @@ class HTTP1Connection(httputil.HTTPConnection):
         return False
 
 
+
+_sweepers: dict[tuple[asyncio.AbstractEventLoop, float], "_IdleSweeper"] = {}
+
+
+class _IdleSweeper:
+    """Closes server connections that waited too long for a request head.
+
+    Connections sit in an insertion-ordered dict, re-inserted each time they start
+    waiting, so the oldest wait is always first: one timer, set for the oldest
+    deadline, serves them all. The sweeper leaves the registry (releasing the loop)
+    once nobody is waiting.
+    """
+
+    __slots__ = ("loop", "timeout", "connections", "timer")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
+        self.loop = loop
+        self.timeout = timeout
+        self.connections: dict[HTTP1ServerConnection, None] = {}
+        self.timer: Optional[asyncio.TimerHandle] = None
+
+    @classmethod
+    def for_timeout(cls, timeout: float) -> "_IdleSweeper":
+        loop = asyncio.get_running_loop()
+        key = (loop, timeout)
+        sweeper = _sweepers.get(key)
+        if sweeper is None:
+            sweeper = _sweepers[key] = cls(loop, timeout)
+        return sweeper
+
+    def add(self, connection: "HTTP1ServerConnection") -> None:
+        connections = self.connections
+        connections.pop(connection, None)
+        connections[connection] = None
+        if self.timer is None:
+            # Back in the registry if it left it (an equivalent sweeper that took its
+            # place meanwhile keeps serving its own connections).
+            _sweepers[(self.loop, self.timeout)] = self
+            self.timer = self.loop.call_later(self.timeout, self._sweep)
+
+    def discard(self, connection: "HTTP1ServerConnection") -> None:
+        connections = self.connections
+        connections.pop(connection, None)
+        if not connections:
+            self._stop()
+
+    def _stop(self) -> None:
+        timer = self.timer
+        if timer is not None:
+            timer.cancel()
+            self.timer = None
+        key = (self.loop, self.timeout)
+        if _sweepers.get(key) is self:
+            del _sweepers[key]
+
+    def _sweep(self) -> None:
+        # self.timer stays set while sweeping so that add() from a close callback does
+        # not start a second timer.
+        connections = self.connections
+        deadline = self.loop.time() - self.timeout
+        expired = []
+        next_wait: Optional[float] = None
+        for connection in connections:
+            since = connection._idle_since
+            if since is None:
+                expired.append(connection)  # busy with a request: no longer waiting
+            elif since <= deadline:
+                expired.append(connection)
+            else:
+                next_wait = since - deadline
+                break
+        for connection in expired:
+            connections.pop(connection, None)
+        for connection in expired:
+            if connection._idle_since is not None:
+                try:
+                    connection._on_header_timeout()
+                except Exception:
+                    gen_log.exception("Error closing an idle connection")
+        if connections:
+            self.timer = self.loop.call_later(next_wait or self.timeout, self._sweep)
+        else:
+            self.timer = None
+            self._stop()
+
 class HTTP1ServerConnection:
     """The server side of one HTTP/1.x connection: a sequence of request exchanges."""
 
@@ -1009,7 +1094,7 @@ class HTTP1ServerConnection:
         "_delegate",
         "_parser",
         "_current",
-        "_header_timer",
+        "_idle_sweeper",
         "_idle_since",
         "_shutdown_future",
         "_serving",
@@ -1035,7 +1120,7 @@ class HTTP1ServerConnection:
             params.chunk_size,
         )
         self._current: Optional[HTTP1Connection] = None
-        self._header_timer: Optional[asyncio.TimerHandle] = None
+        self._idle_sweeper: Optional[_IdleSweeper] = None
         # Loop time at which the connection began waiting for a request head; None
         # while a request is being handled.
         self._idle_since: Optional[float] = None
@@ -1088,39 +1173,29 @@ class HTTP1ServerConnection:
             _guarded_run(current)
 
     def _start_header_timer(self) -> None:
-        # One timer serves many requests: it is armed when the connection starts
-        # waiting for a head and no timer is pending, and when it fires it checks how
-        # long the connection has really been idle. A busy keep-alive connection thus
-        # costs no call_later/cancel pair per request.
+        # No timer per connection: a shared sweeper per loop and timeout watches every
+        # connection waiting for a head, so an idle keep-alive connection costs one
+        # dict entry instead of a TimerHandle.
         timeout = self.params.header_timeout
         if timeout:
-            loop = asyncio.get_running_loop()
-            self._idle_since = loop.time()
-            if self._header_timer is None:
-                self._header_timer = loop.call_later(timeout, self._on_header_timeout)
+            sweeper = self._idle_sweeper
+            if sweeper is None:
+                sweeper = self._idle_sweeper = _IdleSweeper.for_timeout(timeout)
+            self._idle_since = sweeper.loop.time()
+            sweeper.add(self)
 
     def _head_received(self) -> None:
+        # The sweeper drops connections whose _idle_since is None when it meets them.
         self._idle_since = None
 
     def _cancel_header_timer(self) -> None:
         self._idle_since = None
-        timer = self._header_timer
-        if timer is not None:
-            timer.cancel()
-            self._header_timer = None
+        sweeper = self._idle_sweeper
+        if sweeper is not None:
+            sweeper.discard(self)
 
     def _on_header_timeout(self) -> None:
-        self._header_timer = None
-        idle_since = self._idle_since
-        if idle_since is None:
-            # A request is in progress; the next wait for a head arms a new timer.
-            return
-        timeout = self.params.header_timeout or 0
-        loop = asyncio.get_running_loop()
-        remaining = idle_since + timeout - loop.time()
-        if remaining > 0:
-            self._header_timer = loop.call_later(remaining, self._on_header_timeout)
-            return
+        self._idle_since = None
         stream = self.stream
         if stream is not None:
             stream.close()

@@ -767,6 +767,37 @@ def test_idle_timer_firing_during_a_slow_response_does_not_close():
     run(main)
 
 
+def test_one_shared_sweep_closes_every_idle_connection_and_then_stops():
+    from squall import http1connection
+
+    async def main():
+        async with Server(idle_connection_timeout=0.2) as server:
+            connections = []
+            for _ in range(4):
+                reader, writer = await server.connect()
+                writer.write(GET)
+                await asyncio.wait_for(read_response(reader), 5)
+                connections.append((reader, writer))
+                await asyncio.sleep(0.03)  # staggered idle start times
+            loop = asyncio.get_running_loop()
+            sweeper = http1connection._sweepers[(loop, 0.2)]
+            # One sweeper, one pending timer, for all idle connections.
+            assert len(sweeper.connections) == 4
+            assert sweeper.timer is not None
+            for reader, writer in connections:
+                assert await asyncio.wait_for(reader.read(), 5) == b""
+                writer.close()
+            for _ in range(100):
+                if (loop, 0.2) not in http1connection._sweepers:
+                    break
+                await asyncio.sleep(0.02)
+            # Nobody waits any more: the sweep stopped and released the loop.
+            assert (loop, 0.2) not in http1connection._sweepers
+            assert sweeper.timer is None and not sweeper.connections
+
+    run(main)
+
+
 def test_slow_head_is_closed_after_header_timeout():
     async def main():
         async with Server(idle_connection_timeout=0.1) as server:

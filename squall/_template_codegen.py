@@ -34,18 +34,27 @@ _NEEDS_ESCAPE = re.compile("[&<>\"']").search
 def escape_html(value: Any) -> str:
     """The same text as ``xhtml_escape`` gives, for any value a template prints."""
     kind = value.__class__
-    if kind is not str:
-        if kind is int or kind is float:
-            # Their text never holds a character that needs escaping.
-            return str(value)
-        if isinstance(value, str):
-            value = str.__str__(value)
-        elif isinstance(value, bytes):
-            value = value.decode("utf-8")
-        else:
-            value = str(value)
+    if kind is str:
+        # isalnum() is several times cheaper than the regex and answers for the
+        # common word-like values (no letter or digit needs escaping).
+        if value.isalnum() or _NEEDS_ESCAPE(value) is None:
+            return value  # type: ignore[no-any-return]
+        return _replace_specials(value)
+    if kind is int or kind is float:
+        # Their text never holds a character that needs escaping.
+        return str(value)
+    if isinstance(value, str):
+        value = str.__str__(value)
+    elif isinstance(value, bytes):
+        value = value.decode("utf-8")
+    else:
+        value = str(value)
     if _NEEDS_ESCAPE(value) is None:
-        return value
+        return value  # type: ignore[no-any-return]
+    return _replace_specials(value)
+
+
+def _replace_specials(value: str) -> str:
     return (
         value.replace("&", "&amp;")
         .replace("<", "&lt;")
@@ -118,6 +127,7 @@ class _Emitter:
         "uses_raw_text",
         "statements",
         "apply_count",
+        "pieces",
     )
 
     def __init__(self, owner: "Template", loader: Optional["BaseLoader"]) -> None:
@@ -132,6 +142,8 @@ class _Emitter:
         self.uses_raw_text = False
         self.statements: List[str] = []
         self.apply_count = 0
+        # Output pieces not yet written: (code, line comment, origin).
+        self.pieces: List[Tuple[str, str, _Origin]] = []
 
     def origin(self, line: int) -> _Origin:
         via = ""
@@ -139,12 +151,44 @@ class _Emitter:
             via = "via " + ", ".join(f"{name}:{lineno}" for name, lineno in reversed(self.via))
         return (self.owner.name, line, via)
 
-    def write(self, code: str, line: int) -> None:
-        origin = self.origin(line)
-        comment = f"{origin[0]}:{origin[1]}"
+    def comment(self, origin: _Origin) -> str:
         if origin[2]:
-            comment += f" ({origin[2]})"
-        self.lines.append(f"{'    ' * self.indent}{code}  # {comment}")
+            return f"{origin[0]}:{origin[1]} ({origin[2]})"
+        return f"{origin[0]}:{origin[1]}"
+
+    def piece(self, code: str, line: int) -> None:
+        """Queue one single-line value for the output buffer (see ``flush``)."""
+        origin = self.origin(line)
+        self.pieces.append((code, self.comment(origin), origin))
+
+    def flush(self) -> None:
+        # Consecutive pieces go out as one ``_tt_buffer += (...)``: a single in-place
+        # extend instead of an append call per piece. Each piece keeps a line of its
+        # own so tracebacks still point at its template line.
+        pieces = self.pieces
+        if not pieces:
+            return
+        self.pieces = []
+        indent = "    " * self.indent
+        if len(pieces) == 1:
+            code, comment, origin = pieces[0]
+            self.lines.append(f"{indent}_tt_append({code})  # {comment}")
+            self.origins.append(origin)
+            return
+        first_comment, first_origin = pieces[0][1], pieces[0][2]
+        self.lines.append(f"{indent}_tt_buffer += (  # {first_comment}")
+        self.origins.append(first_origin)
+        for code, comment, origin in pieces:
+            self.lines.append(f"{indent}    {code},  # {comment}")
+            self.origins.append(origin)
+        self.lines.append(f"{indent})  # {pieces[-1][1]}")
+        self.origins.append(pieces[-1][2])
+
+    def write(self, code: str, line: int) -> None:
+        if self.pieces:
+            self.flush()
+        origin = self.origin(line)
+        self.lines.append(f"{'    ' * self.indent}{code}  # {self.comment(origin)}")
         # A statement spanning several lines still maps each of them to its tag.
         self.origins.extend([origin] * (code.count("\n") + 1))
 
@@ -203,13 +247,14 @@ class _Emitter:
         """Emit a suite; an empty one gets ``pass``."""
         before = len(self.lines)
         self.nodes(nodes)
+        self.flush()
         if len(self.lines) == before:
             self.write("pass", line)
 
     def nodes(self, nodes: List[_Node]) -> None:
         for node in nodes:
             if isinstance(node, _Text):
-                self.write(f"_tt_append({node.value!r})", node.line)
+                self.piece(repr(node.value), node.line)
             elif isinstance(node, _Expression):
                 self.expression(node)
             elif isinstance(node, _Statement):
@@ -240,7 +285,7 @@ class _Emitter:
             self.write(f"_tt_tmp = {code}", node.line)
             self.write(f"_tt_append({wrapper}(_tt_tmp))", node.line)
         else:
-            self.write(f"_tt_append({wrapper}(({code})))", node.line)
+            self.piece(f"{wrapper}(({code}))", node.line)
 
     def compound(self, node: _Compound) -> None:
         for clause in node.clauses:
@@ -318,6 +363,7 @@ def generate_function_source(
         emitter.collect_blocks(ancestor.file.body)
     emitter.owner = root
     emitter.nodes(root.file.body)
+    emitter.flush()
     body_lines = emitter.lines
     body_origins = emitter.origins
 

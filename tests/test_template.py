@@ -469,6 +469,25 @@ def test_traceback_through_includes_and_blocks() -> None:
     assert "# page.html:3 (via base.html:1)" in formatted_error(loader, "page.html")
 
 
+def test_traceback_points_at_the_failing_value_among_grouped_output() -> None:
+    # Text and values between statements are written out together; an error in one
+    # value must still name that value's own template line, not the group's first.
+    loader = DictLoader({"t.html": "a{{ 1 }}\nb{{ 2 }}\nc{{ 1/0 }}\nd{{ 3 }}"})
+    formatted = formatted_error(loader, "t.html")
+    failing_line = [line for line in formatted.splitlines() if "1/0" in line][0]
+    assert failing_line.rstrip().endswith("# t.html:3")
+
+
+def test_escaped_values_of_every_kind_match_xhtml_escape() -> None:
+    from squall.escape import xhtml_escape
+
+    values: List[Any] = ["word", "Wörd9", "", "two words", "<&>\"'", "a&b", 7, -2, 1.5, True]
+    values += [None, b"by<tes", "\u00e9t\u00e9 <b>", 10**20]
+    for value in values:
+        expected = xhtml_escape(value if isinstance(value, (str, bytes)) else str(value))
+        assert render("{{ v }}", v=value) == expected.encode("utf-8"), value
+
+
 def test_templates_with_the_same_name_show_their_own_source() -> None:
     Template("{{ 1 }}").generate()
     try:

@@ -824,7 +824,7 @@ class HTTP1Connection(httputil.HTTPConnection):
             self._on_delegate_error(error)  # type: ignore[arg-type]
             return
         stream = self.stream
-        if stream is not None:
+        if stream is not None and not self._backlog_paused:
             stream._resume_reading()
         if then is not None:
             then()
@@ -1169,7 +1169,13 @@ class HTTP1ServerConnection:
                 self._paused = True
                 self.stream._pause_reading()
             return
-        if not current._scheduled and current._waiting is None:
+        if current._scheduled:
+            # A backlog is being worked off in slices: stop reading as soon as it grows
+            # past the limit, whatever the timing of the slices.
+            if parser.buffered > _BACKLOG_LIMIT and not current._backlog_paused:
+                current._backlog_paused = True
+                self.stream._pause_reading()
+        elif current._waiting is None:
             _guarded_run(current)
 
     def _start_header_timer(self) -> None:

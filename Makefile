@@ -26,7 +26,10 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check squall tests
 	$(VENV)/bin/mypy squall
 
+# The HTTP benchmarks drive the servers with wrk (Debian's package), installed here if missing.
 bench: $(STAMP)
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq wrk; } \
+	  || { echo "make bench needs wrk (apt-get install wrk)"; exit 1; }
 	$(PY) -m pip install -q -e '.[fast,dev,bench]'
 	$(PY) -m bench
 

@@ -160,7 +160,8 @@ def markdown(rows: list[Row], runs: int) -> str:
     ]
     for row in rows:
         f = row.figures
-        ceiling = f.get("ceiling")
+        # a share of the ceiling only means something for throughput
+        ceiling = None if row.lower_is_better else f.get("ceiling")
         cells = [
             row.name,
             row.unit,

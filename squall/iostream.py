@@ -1143,17 +1143,7 @@ class IOStream(BaseIOStream):
         return handshake
 
     def set_nodelay(self, value: bool) -> None:
-        sock = self.socket
-        if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
-            return
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1 if value else 0)
-        except ValueError:
-            return  # a socket view whose descriptor is already gone
-        except OSError as exc:
-            # The connection may already be gone (EINVAL on some platforms).
-            if exc.errno != errno.EINVAL and not self._closed:
-                raise
+        _set_tcp_nodelay(self.socket, value, self._closed)
 
 
 def _close_quietly(sock: Any) -> None:
@@ -1408,16 +1398,7 @@ class SSLIOStream(IOStream):
                 pass
 
     def set_nodelay(self, value: bool) -> None:
-        sock = self._raw_socket
-        if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
-            return
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1 if value else 0)
-        except ValueError:
-            return  # a socket view whose descriptor is already gone
-        except OSError as exc:
-            if exc.errno != errno.EINVAL and not self._closed:
-                raise
+        _set_tcp_nodelay(self._raw_socket, value, self._closed)
 
     def get_fd_error(self) -> Exception | None:
         code = self._raw_socket.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
@@ -1528,3 +1509,17 @@ def doctests() -> Any:
     import doctest
 
     return doctest.DocTestSuite(sys.modules[__name__])
+
+
+def _set_tcp_nodelay(sock: Any, value: bool, closed: bool) -> None:
+    """Sets TCP_NODELAY on a TCP socket; quietly does nothing for other sockets."""
+    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1 if value else 0)
+    except ValueError:
+        return  # a socket view whose descriptor is already gone
+    except OSError as exc:
+        # The connection may already be gone (EINVAL on some platforms).
+        if exc.errno != errno.EINVAL and not closed:
+            raise

@@ -274,12 +274,7 @@ class WebSocketHandler(RequestHandler):
 
     def ping(self, data: bytes | str = b"") -> None:
         """Send a ping (at most 125 bytes); the answer arrives in :meth:`on_pong`."""
-        data = utf8(data)
-        if len(data) > MAX_CONTROL_PAYLOAD:
-            raise ValueError("ping data is limited to 125 bytes")
-        if self.ws_connection is None or self.ws_connection.is_closing():
-            raise WebSocketClosedError()
-        self.ws_connection.write_ping(data)
+        _send_ping(self.ws_connection, data)
 
     def on_pong(self, data: bytes) -> None:
         """Called with the payload of each pong received."""
@@ -1326,12 +1321,7 @@ class WebSocketClientConnection(simple_httpclient._HTTPConnection):
 
     def ping(self, data: bytes | str = b"") -> None:
         """Send a ping (at most 125 bytes); the pong goes to :meth:`on_pong`."""
-        data = utf8(data)
-        if len(data) > MAX_CONTROL_PAYLOAD:
-            raise ValueError("ping data is limited to 125 bytes")
-        if self.protocol is None or self.protocol.is_closing():
-            raise WebSocketClosedError()
-        self.protocol.write_ping(data)
+        _send_ping(self.protocol, data)
 
     def on_pong(self, data: bytes) -> None:
         pass
@@ -1416,3 +1406,13 @@ def websocket_connect(
     if callback is not None:
         IOLoop.current().add_future(connection.connect_future, callback)
     return connection.connect_future
+
+
+def _send_ping(protocol: Any, data: bytes | str) -> None:
+    """Pings through ``protocol`` (a WebSocketProtocol13 or None) for handler and client."""
+    payload = utf8(data)
+    if len(payload) > MAX_CONTROL_PAYLOAD:
+        raise ValueError("ping data is limited to 125 bytes")
+    if protocol is None or protocol.is_closing():
+        raise WebSocketClosedError()
+    protocol.write_ping(payload)

@@ -101,8 +101,10 @@ class _StreamBuffer:
     def take_all(self) -> bytes:
         """Everything queued, joined into one bytes object; the buffer is left empty."""
         pos = self._first_pos
-        parts = [bytes(item[1][pos:]) if index == 0 else bytes(item[1])
-                 for index, item in enumerate(self._buffers)]
+        parts = [
+            bytes(item[1][pos:]) if index == 0 else bytes(item[1])
+            for index, item in enumerate(self._buffers)
+        ]
         self.clear()
         return b"".join(parts)
 

@@ -165,8 +165,14 @@ class _DrainWatch(asyncio.BufferedProtocol):
     def __init__(self, tls_protocol: Any, on_drained: Any) -> None:
         self._tls_protocol = tls_protocol
         self._on_drained = on_drained
-        for name in ("get_buffer", "buffer_updated", "data_received", "eof_received",
-                     "connection_lost", "pause_writing"):
+        for name in (
+            "get_buffer",
+            "buffer_updated",
+            "data_received",
+            "eof_received",
+            "connection_lost",
+            "pause_writing",
+        ):
             method = getattr(tls_protocol, name, None)
             if method is not None:
                 setattr(self, name, method)

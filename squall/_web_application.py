@@ -116,7 +116,11 @@ class Application(ReversibleRouter):
             static_handler_class = settings.get("static_handler_class", StaticFileHandler)
             static_handler_args = settings.get("static_handler_args", {})
             static_handler_args["path"] = path
-            for pattern in [re.escape(static_url_prefix) + r"(.*)", r"/(favicon\.ico)", r"/(robots\.txt)"]:
+            for pattern in [
+                re.escape(static_url_prefix) + r"(.*)",
+                r"/(favicon\.ico)",
+                r"/(robots\.txt)",
+            ]:
                 handlers.insert(0, (pattern, static_handler_class, static_handler_args))
         if self.settings.get("debug"):
             self.settings.setdefault("autoreload", True)
@@ -146,7 +150,12 @@ class Application(ReversibleRouter):
 
         server = HTTPServer(self, **kwargs)
         server.listen(
-            port, address=address, family=family, backlog=backlog, flags=flags, reuse_port=reuse_port
+            port,
+            address=address,
+            family=family,
+            backlog=backlog,
+            flags=flags,
+            reuse_port=reuse_port,
         )
         return server
 
@@ -219,9 +228,7 @@ class Application(ReversibleRouter):
         path_kwargs: Optional[Dict[str, bytes]] = None,
     ) -> "_HandlerDelegate":
         """The message delegate that runs ``target_class`` for ``request``."""
-        return _HandlerDelegate(
-            self, request, target_class, target_kwargs, path_args, path_kwargs
-        )
+        return _HandlerDelegate(self, request, target_class, target_kwargs, path_args, path_kwargs)
 
     def reverse_url(self, name: str, *args: Any) -> str:
         """The URL path of the handler named ``name``; KeyError if there is none."""
@@ -246,9 +253,7 @@ class Application(ReversibleRouter):
         if not access_log.isEnabledFor(level):
             return
         request_time = 1000.0 * handler.request.request_time()
-        access_log.log(
-            level, "%d %s %.2fms", status, handler._request_summary(), request_time
-        )
+        access_log.log(level, "%d %s %.2fms", status, handler._request_summary(), request_time)
 
 
 class _HandlerDelegate(httputil.HTTPMessageDelegate):

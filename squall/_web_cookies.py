@@ -139,9 +139,7 @@ def format_set_cookie(
             parts.append(label)
             continue
         text = str(attribute_value)
-        if _UNSAFE_COOKIE_ATTRIBUTE.search(text) and not (
-            key == "expires" and ";" not in text
-        ):
+        if _UNSAFE_COOKIE_ATTRIBUTE.search(text) and not (key == "expires" and ";" not in text):
             raise http.cookies.CookieError(
                 f"Invalid cookie attribute {given_name}={text!r} for cookie {name!r}"
             )

@@ -21,7 +21,6 @@ def _is_protocol_relative(path: str) -> bool:
     return cleaned.startswith("//")
 
 
-
 def removeslash(
     method: Callable[..., Optional[Awaitable[None]]],
 ) -> Callable[..., Optional[Awaitable[None]]]:
@@ -126,8 +125,10 @@ def _normalize_url_like_browser(url: str) -> str:
     newlines vanish, backslashes are slashes, any run of slashes that starts an authority
     is two slashes, and ``https:host`` means ``https://host``."""
     url = url.replace("\t", "").replace("\r", "").replace("\n", "").replace("\\", "/")
-    url = url.lstrip("\x00\x01\x02\x03\x04\x05\x06\x07\x08\x0b\x0c\x0e\x0f\x10\x11\x12\x13"
-                     "\x14\x15\x16\x17\x18\x19\x1a\x1b\x1c\x1d\x1e\x1f ")
+    url = url.lstrip(
+        "\x00\x01\x02\x03\x04\x05\x06\x07\x08\x0b\x0c\x0e\x0f\x10\x11\x12\x13"
+        "\x14\x15\x16\x17\x18\x19\x1a\x1b\x1c\x1d\x1e\x1f "
+    )
     scheme_match = _SCHEME_PREFIX.match(url)
     if scheme_match is not None:
         scheme = scheme_match.group(1)
@@ -196,5 +197,3 @@ class FallbackHandler(RequestHandler):
         self.fallback(self.request)
         self._finished = True
         self.on_finish()
-
-

@@ -218,9 +218,7 @@ def _decode_signed_value_v2(
     clock: Callable[[], float],
 ) -> bytes | None:
     try:
-        key_version, raw_timestamp, name_field, value_field, signature = _decode_fields_v2(
-            value
-        )
+        key_version, raw_timestamp, name_field, value_field, signature = _decode_fields_v2(value)
     except ValueError:
         return None
     signed_part = value[: len(value) - len(signature)]

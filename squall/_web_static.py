@@ -126,7 +126,9 @@ class StaticFileHandler(web.RequestHandler):
             start, end = request_range
             if start is not None and start < 0:
                 start = max(start + size, 0)
-            if (start is not None and (start >= size or (end is not None and start >= end))) or end == 0:
+            if (
+                start is not None and (start >= size or (end is not None and start >= end))
+            ) or end == 0:
                 # Nothing of the file falls in the range: 416 with the real size.
                 self.set_status(416)
                 self.set_header("Content-Type", "text/plain")
@@ -393,4 +395,3 @@ class StaticFileHandler(web.RequestHandler):
             while len(hashes) > cls.MAX_CACHED_VERSIONS:
                 hashes.popitem(last=False)
         return version
-

@@ -187,13 +187,21 @@ def collect_module_resources(handler: "RequestHandler", html: bytes) -> bytes:
         if part:
             html_bodies.append(escape.utf8(part))
     if js_files:
-        html = _insert_before(html, b"</body>", escape.utf8(handler.render_linked_js(js_files)), True)
+        html = _insert_before(
+            html, b"</body>", escape.utf8(handler.render_linked_js(js_files)), True
+        )
     if js_embed:
-        html = _insert_before(html, b"</body>", escape.utf8(handler.render_embed_js(js_embed)), True)
+        html = _insert_before(
+            html, b"</body>", escape.utf8(handler.render_embed_js(js_embed)), True
+        )
     if css_files:
-        html = _insert_before(html, b"</head>", escape.utf8(handler.render_linked_css(css_files)), False)
+        html = _insert_before(
+            html, b"</head>", escape.utf8(handler.render_linked_css(css_files)), False
+        )
     if css_embed:
-        html = _insert_before(html, b"</head>", escape.utf8(handler.render_embed_css(css_embed)), False)
+        html = _insert_before(
+            html, b"</head>", escape.utf8(handler.render_embed_css(css_embed)), False
+        )
     if html_heads:
         html = _insert_before(html, b"</head>", b"".join(html_heads), False)
     if html_bodies:

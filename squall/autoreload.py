@@ -25,8 +25,11 @@ import sys
 
 # Run as ``python squall/autoreload.py``, this file's directory would head sys.path and its
 # siblings (squall/locale.py, squall/platform, ...) would shadow standard modules.
-if __name__ == "__main__" and __spec__ is None and sys.path and sys.path[0] == os.path.dirname(
-    os.path.abspath(__file__)
+if (
+    __name__ == "__main__"
+    and __spec__ is None
+    and sys.path
+    and sys.path[0] == os.path.dirname(os.path.abspath(__file__))
 ):
     del sys.path[0]
 

@@ -316,9 +316,11 @@ class HTTP1Connection(httputil.HTTPConnection):
         self.params = params
         self.context = context
         self.no_keep_alive = params.no_keep_alive
-        self._max_body_size = params.max_body_size or getattr(
-            stream, "max_buffer_size", None
-        ) or DEFAULT_MAX_BODY_SIZE
+        self._max_body_size = (
+            params.max_body_size
+            or getattr(stream, "max_buffer_size", None)
+            or DEFAULT_MAX_BODY_SIZE
+        )
         self._parser: HTTP1Parser = (
             HTTP1Parser(True, params.max_header_size, self._max_body_size, params.chunk_size)
             if is_client
@@ -810,7 +812,9 @@ class HTTP1Connection(httputil.HTTPConnection):
             then()
         return True
 
-    def _on_wait_done(self, future: asyncio.Future[Any], then: Optional[Callable[[], None]]) -> None:
+    def _on_wait_done(
+        self, future: asyncio.Future[Any], then: Optional[Callable[[], None]]
+    ) -> None:
         if self._waiting is not future:
             return
         self._waiting = None
@@ -999,7 +1003,6 @@ class HTTP1Connection(httputil.HTTPConnection):
         return False
 
 
-
 _sweepers: dict[tuple[asyncio.AbstractEventLoop, float], "_IdleSweeper"] = {}
 
 
@@ -1083,6 +1086,7 @@ class _IdleSweeper:
         else:
             self.timer = None
             self._stop()
+
 
 class HTTP1ServerConnection:
     """The server side of one HTTP/1.x connection: a sequence of request exchanges."""

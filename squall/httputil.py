@@ -101,14 +101,10 @@ class _ABNF:
     method = token
     request_target = re.compile(_request_target)
     HTTP_version = re.compile(_http_version)
-    request_line = re.compile(
-        "(" + _tchar + "+) (" + _request_target + ") (" + _http_version + ")"
-    )
+    request_line = re.compile("(" + _tchar + "+) (" + _request_target + ") (" + _http_version + ")")
     status_code = re.compile("[0-9]{3}")
     reason_phrase = re.compile(_reason_phrase)
-    status_line = re.compile(
-        "(" + _http_version + ") ([0-9]{3}) (" + _reason_phrase + ")?"
-    )
+    status_line = re.compile("(" + _http_version + ") ([0-9]{3}) (" + _reason_phrase + ")?")
     uri_unreserved = re.compile(_unreserved)
     uri_sub_delims = re.compile(_sub_delims)
     uri_pct_encoded = re.compile(_pct_encoded)
@@ -504,9 +500,7 @@ class HTTPServerRequest:
         end = self._finish_time if self._finish_time is not None else time.time()
         return end - self._start_time
 
-    def get_ssl_certificate(
-        self, binary_form: bool = False
-    ) -> Union[None, dict[str, Any], bytes]:
+    def get_ssl_certificate(self, binary_form: bool = False) -> Union[None, dict[str, Any], bytes]:
         """The client's TLS certificate, when the server asked for one and got it.
 
         The dict form is only filled when the certificate was verified (``cert_reqs``
@@ -628,9 +622,7 @@ def url_concat(
     elif isinstance(args, (list, tuple)):
         pairs.extend(args)
     else:
-        raise TypeError(
-            "'args' parameter should be dict, list or tuple. Not {}".format(type(args))
-        )
+        raise TypeError("'args' parameter should be dict, list or tuple. Not {}".format(type(args)))
     return urllib.parse.urlunparse(
         (
             parts.scheme,
@@ -675,9 +667,7 @@ class ParseBodyConfig:
     """Limits applied when parsing form bodies (see ``set_parse_body_config``)."""
 
     multipart: ParseMultipartConfig = dataclasses.field(default_factory=ParseMultipartConfig)
-    urlencoded: ParseUrlEncodedConfig = dataclasses.field(
-        default_factory=ParseUrlEncodedConfig
-    )
+    urlencoded: ParseUrlEncodedConfig = dataclasses.field(default_factory=ParseUrlEncodedConfig)
 
 
 _DEFAULT_PARSE_BODY_CONFIG = ParseBodyConfig()
@@ -821,9 +811,7 @@ def _parse_part(
     filename = params.get("filename")
     if filename:
         content_type = headers.get("Content-Type", "application/unknown")
-        files.append(
-            (name, HTTPFile(filename=filename, body=value, content_type=content_type))
-        )
+        files.append((name, HTTPFile(filename=filename, body=value, content_type=content_type)))
     else:
         arguments.append((name, value))
 
@@ -968,9 +956,7 @@ def _encode_header(key: str, pdict: dict[str, Optional[str]]) -> str:
     return "; ".join(out)
 
 
-def encode_username_password(
-    username: Union[str, bytes], password: Union[str, bytes]
-) -> bytes:
+def encode_username_password(username: Union[str, bytes], password: Union[str, bytes]) -> bytes:
     """``username:password`` as UTF-8 bytes, for HTTP basic authentication."""
     if isinstance(username, str):
         username = unicodedata.normalize("NFC", username).encode("utf-8")

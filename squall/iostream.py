@@ -80,7 +80,6 @@ _DEFAULT_MAX_BUFFER_SIZE = 104857600
 _DEFAULT_READ_CHUNK_SIZE = 65536
 
 
-
 # One finished Future shared by every write that left at once. It holds the last loop
 # that asked; a finished Future ignores cancel() and accepts callbacks and awaits, and
 # squall never resolves a Future that write() returned.
@@ -179,7 +178,9 @@ class BaseIOStream:
         self.max_buffer_size = max_buffer_size or _DEFAULT_MAX_BUFFER_SIZE
         # asyncio transports choose their own receive size; the value is kept for callers
         # and bounded by max_buffer_size as before.
-        self.read_chunk_size = min(read_chunk_size or _DEFAULT_READ_CHUNK_SIZE, self.max_buffer_size // 2)
+        self.read_chunk_size = min(
+            read_chunk_size or _DEFAULT_READ_CHUNK_SIZE, self.max_buffer_size // 2
+        )
         self.max_write_buffer_size = max_write_buffer_size
         self.error: BaseException | None = None
         self._read_buffer = bytearray()
@@ -962,7 +963,9 @@ class IOStream(BaseIOStream):
         ``protocol``, when given, is the transport's current protocol; the stream adopts it
         instead of swapping in its own.
         """
-        stream = cls(transport.get_extra_info("socket"), _transport=transport, _protocol=protocol, **kwargs)
+        stream = cls(
+            transport.get_extra_info("socket"), _transport=transport, _protocol=protocol, **kwargs
+        )
         # Setting the protocol (again) also refreshes loops that cache its callbacks (uvloop).
         transport.set_protocol(stream._protocol)
         stream._connection_made(transport)
@@ -1097,7 +1100,9 @@ class IOStream(BaseIOStream):
         if code:
             raise OSError(code, os.strerror(code))
 
-    async def _open_client_transport(self, sock: socket.socket, server_hostname: str | None) -> None:
+    async def _open_client_transport(
+        self, sock: socket.socket, server_hostname: str | None
+    ) -> None:
         await self._loop.create_connection(lambda: self._protocol, sock=sock)
 
     def start_tls(
@@ -1213,7 +1218,11 @@ class SSLIOStream(IOStream):
         await self._attach_tls(self._raw_socket, context, False, None)
 
     async def _attach_tls(
-        self, sock: socket.socket, context: ssl.SSLContext, server_side: bool, server_hostname: str | None
+        self,
+        sock: socket.socket,
+        context: ssl.SSLContext,
+        server_side: bool,
+        server_hostname: str | None,
     ) -> None:
         self._attach_started = True
         try:
@@ -1225,7 +1234,11 @@ class SSLIOStream(IOStream):
             self._handshake_failed(exc)
 
     async def _plain_then_tls(
-        self, sock: socket.socket, context: ssl.SSLContext, server_side: bool, server_hostname: str | None
+        self,
+        sock: socket.socket,
+        context: ssl.SSLContext,
+        server_side: bool,
+        server_hostname: str | None,
     ) -> None:
         """Give the connected ``sock`` a plain transport, then run TLS over it.
 
@@ -1261,7 +1274,9 @@ class SSLIOStream(IOStream):
     def _handshake_failed(self, exc: BaseException) -> None:
         tls_error = isinstance(exc, (ssl.SSLError, ssl.CertificateError, ValueError))
         if tls_error or not _is_connection_reset(exc):
-            gen_log.warning("SSL Error on %s %s: %s", self._fileno_for_log(), self._peer_name(), exc)
+            gen_log.warning(
+                "SSL Error on %s %s: %s", self._fileno_for_log(), self._peer_name(), exc
+            )
         # The handshake's own waiters see a TLS error itself; a lost connection is reported
         # like any other closed stream.
         for name in ("_handshake_future", "_handshake_waiter", "_connect_future"):
@@ -1317,7 +1332,9 @@ class SSLIOStream(IOStream):
     ) -> None:
         if early.lost is not None or raw_transport.is_closing():
             raw_transport.abort()
-            self._handshake_failed(early.lost or ConnectionResetError("connection lost before the TLS handshake"))
+            self._handshake_failed(
+                early.lost or ConnectionResetError("connection lost before the TLS handshake")
+            )
             return
         # Runs after start_tls has installed its protocol and before that protocol starts the
         # handshake or reading resumes, so held bytes keep their place in the stream.
@@ -1351,7 +1368,9 @@ class SSLIOStream(IOStream):
         self._connection_made(tls_transport)
         self._handshake_succeeded()
 
-    async def _open_client_transport(self, sock: socket.socket, server_hostname: str | None) -> None:
+    async def _open_client_transport(
+        self, sock: socket.socket, server_hostname: str | None
+    ) -> None:
         context = netutil.ssl_options_to_context(self._ssl_options, server_side=False)
         hostname = server_hostname if server_hostname is not None else self._server_hostname
         await self._plain_then_tls(sock, context, False, hostname)

@@ -49,7 +49,9 @@ if hasattr(ssl, "OP_NO_COMPRESSION"):
 _listen_backlogs: weakref.WeakKeyDictionary[socket.socket, int] = weakref.WeakKeyDictionary()
 
 # The keys an ssl_options dict may hold (the old ssl.wrap_socket arguments).
-_SSL_CONTEXT_KEYWORDS = frozenset(["ssl_version", "certfile", "keyfile", "cert_reqs", "ca_certs", "ciphers"])
+_SSL_CONTEXT_KEYWORDS = frozenset(
+    ["ssl_version", "certfile", "keyfile", "cert_reqs", "ca_certs", "ciphers"]
+)
 
 
 def bind_sockets(
@@ -85,7 +87,12 @@ def bind_sockets(
         seen.add(key)
         if af == socket.AF_INET6 and not socket.has_ipv6:
             continue
-        if sys.platform == "darwin" and address == "localhost" and af == socket.AF_INET6 and sockaddr[3] != 0:
+        if (
+            sys.platform == "darwin"
+            and address == "localhost"
+            and af == socket.AF_INET6
+            and sockaddr[3] != 0
+        ):
             # macOS lists a link-local ::1%lo0 that cannot be bound next to ::1.
             continue
         try:
@@ -118,7 +125,9 @@ def bind_sockets(
     return sockets
 
 
-def bind_unix_socket(file: str, mode: int = 0o600, backlog: int = _DEFAULT_BACKLOG) -> socket.socket:
+def bind_unix_socket(
+    file: str, mode: int = 0o600, backlog: int = _DEFAULT_BACKLOG
+) -> socket.socket:
     """A listening Unix socket at path ``file`` (a stale socket file there is replaced).
 
     A name starting with NUL is Linux's abstract namespace: no file, so no mode either.
@@ -188,7 +197,9 @@ def is_valid_ip(ip: str) -> bool:
     if not ip or "\x00" in ip:
         return False
     try:
-        infos = socket.getaddrinfo(ip, 0, socket.AF_UNSPEC, socket.SOCK_STREAM, 0, socket.AI_NUMERICHOST)
+        infos = socket.getaddrinfo(
+            ip, 0, socket.AF_UNSPEC, socket.SOCK_STREAM, 0, socket.AI_NUMERICHOST
+        )
     except socket.gaierror:
         return False
     except UnicodeError:
@@ -231,7 +242,9 @@ class Resolver(Configurable):
 
 
 async def _loop_resolve(host: str, port: int, family: int) -> list[tuple[int, Any]]:
-    infos = await asyncio.get_running_loop().getaddrinfo(host, port, family=family, type=socket.SOCK_STREAM)
+    infos = await asyncio.get_running_loop().getaddrinfo(
+        host, port, family=family, type=socket.SOCK_STREAM
+    )
     return [(info[0], info[4]) for info in infos]
 
 
@@ -241,7 +254,9 @@ class DefaultExecutorResolver(Resolver):
     async def resolve(
         self, host: str, port: int, family: socket.AddressFamily = socket.AF_UNSPEC
     ) -> list[tuple[int, Any]]:
-        return await asyncio.get_running_loop().run_in_executor(None, _resolve_addr, host, port, family)
+        return await asyncio.get_running_loop().run_in_executor(
+            None, _resolve_addr, host, port, family
+        )
 
 
 class DefaultLoopResolver(Resolver):
@@ -357,7 +372,9 @@ def ssl_options_to_context(
     if isinstance(ssl_options, ssl.SSLContext):
         return ssl_options
     if not isinstance(ssl_options, dict):
-        raise TypeError(f"ssl_options must be a dict or an ssl.SSLContext, not {type(ssl_options).__name__}")
+        raise TypeError(
+            f"ssl_options must be a dict or an ssl.SSLContext, not {type(ssl_options).__name__}"
+        )
     unknown = set(ssl_options) - _SSL_CONTEXT_KEYWORDS
     if unknown:
         raise ValueError(f"unknown ssl_options keys: {', '.join(sorted(unknown))}")
@@ -397,4 +414,6 @@ def ssl_wrap_socket(
     context = ssl_options_to_context(ssl_options, server_side=server_side)
     if server_side is None:
         server_side = False
-    return context.wrap_socket(socket, server_hostname=server_hostname, server_side=server_side, **kwargs)
+    return context.wrap_socket(
+        socket, server_hostname=server_hostname, server_side=server_side, **kwargs
+    )

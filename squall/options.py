@@ -101,9 +101,7 @@ _TIMEDELTA_UNITS = {
     "microsecond": "microseconds",
     "microseconds": "microseconds",
 }
-_TIMEDELTA_PART = re.compile(
-    r"\s*([-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)\s*([a-zA-Z]*)\s*"
-)
+_TIMEDELTA_PART = re.compile(r"\s*([-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)\s*([a-zA-Z]*)\s*")
 
 # An integer range like 1:1000000000 would otherwise expand into an enormous list.
 _MAX_MULTIPLE_ITEMS = 100_000
@@ -168,9 +166,7 @@ class _Option:
                     low, _, high = part.partition(":")
                     span = range(self._convert(low), self._convert(high) + 1)
                     if len(items) + len(span) > _MAX_MULTIPLE_ITEMS:
-                        raise Error(
-                            f"Option {self.name!r}: more than {_MAX_MULTIPLE_ITEMS} values"
-                        )
+                        raise Error(f"Option {self.name!r}: more than {_MAX_MULTIPLE_ITEMS} values")
                     items.extend(span)
                 else:
                     items.append(self._convert(part))
@@ -184,7 +180,9 @@ class _Option:
         """Set the option from a Python value of the option's type."""
         if self.multiple:
             if not isinstance(value, list):
-                raise Error(f"Option {self.name!r} is required to be a list of {self.type.__name__}")
+                raise Error(
+                    f"Option {self.name!r} is required to be a list of {self.type.__name__}"
+                )
             for item in value:
                 if item is not None and not isinstance(item, self.type):
                     raise Error(
@@ -327,9 +325,7 @@ class OptionParser:
         """
         key = _normalize_name(name)
         if key in self._options:
-            raise Error(
-                f"Option {key!r} already defined in {self._options[key].file_name}"
-            )
+            raise Error(f"Option {key!r} already defined in {self._options[key].file_name}")
         file_name = _defining_file()
         if type is None:
             type = default.__class__ if (default is not None and not multiple) else str

@@ -137,7 +137,9 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
         return None
     test_function = pyfuncitem.obj
     parameters = inspect.signature(test_function).parameters
-    arguments = {name: pyfuncitem.funcargs[name] for name in parameters if name in pyfuncitem.funcargs}
+    arguments = {
+        name: pyfuncitem.funcargs[name] for name in parameters if name in pyfuncitem.funcargs
+    }
     run = functools.partial(test_function, **arguments)
     timeout = _timeout_for(pyfuncitem)
     io_loop: Any = pyfuncitem.funcargs.get("io_loop")
@@ -248,9 +250,7 @@ def base_url(http_server: HTTPServer, _squall_listener: tuple[socket.socket, int
 
 
 @pytest.fixture
-def fetch(
-    http_client: AsyncHTTPClient, base_url: str
-) -> Callable[..., Awaitable[HTTPResponse]]:
+def fetch(http_client: AsyncHTTPClient, base_url: str) -> Callable[..., Awaitable[HTTPResponse]]:
     """``await fetch(path, **kwargs)``: request ``base_url + path`` with ``http_client``.
 
     Absolute URLs are fetched as they are. ``raise_error`` defaults to False, so error

@@ -117,7 +117,9 @@ class _Connector:
         stream = self.pending.pop(addr, None)
         if future.cancelled() or future.exception() is not None:
             if future.cancelled():
-                self.last_error = OSError(f"connection attempt to {_format_addr(addr)} was cancelled")
+                self.last_error = OSError(
+                    f"connection attempt to {_format_addr(addr)} was cancelled"
+                )
             else:
                 self.last_error = future.exception()
             if stream is not None:

@@ -74,7 +74,12 @@ class TCPServer:
     ) -> None:
         """Bind ``port`` (on ``address``) and start accepting on the current loop."""
         sockets = bind_sockets(
-            port, address=address, family=family, backlog=backlog, flags=flags, reuse_port=reuse_port
+            port,
+            address=address,
+            family=family,
+            backlog=backlog,
+            flags=flags,
+            reuse_port=reuse_port,
         )
         self.add_sockets(sockets)
 
@@ -102,7 +107,12 @@ class TCPServer:
     ) -> None:
         """Bind ``port`` now and accept once ``start`` runs (may be called several times)."""
         sockets = bind_sockets(
-            port, address=address, family=family, backlog=backlog, flags=flags, reuse_port=reuse_port
+            port,
+            address=address,
+            family=family,
+            backlog=backlog,
+            flags=flags,
+            reuse_port=reuse_port,
         )
         if self._started:
             self.add_sockets(sockets)
@@ -158,7 +168,9 @@ class TCPServer:
         try:
             stream = self._make_stream(transport, protocol)
         except Exception:
-            app_log.error("Error creating a stream for a connection from %s", address, exc_info=True)
+            app_log.error(
+                "Error creating a stream for a connection from %s", address, exc_info=True
+            )
             transport.abort()
             return
         try:
@@ -207,4 +219,3 @@ def _result_or_log(future: asyncio.Future[Any]) -> None:
     exc = future.exception()
     if exc is not None:
         app_log.error("Exception in callback %r", future, exc_info=exc)
-

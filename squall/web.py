@@ -190,9 +190,10 @@ def _pick_default_headers() -> Callable[[str], httputil.HTTPHeaders]:
     try:
         fast = _default_headers_fast("x")
         slow = _default_headers_slow("x")
-        if list(fast.get_all()) == list(slow.get_all()) and fast["content-type"] == slow[
-            "Content-Type"
-        ]:
+        if (
+            list(fast.get_all()) == list(slow.get_all())
+            and fast["content-type"] == slow["Content-Type"]
+        ):
             fast["Etag"] = "1"
             fast.add("Set-Cookie", "a=b")
             if fast.get("etag") == "1" and "set-cookie" in fast and len(fast) == 5:
@@ -263,6 +264,8 @@ class MissingArgumentError(HTTPError):
 # text is also shown in the default error page.
 _UNSAFE_HEADER_CHARS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _UNSAFE_REASON_CHARS = re.compile(r"[\x00-\x1f\x7f<>]")
+
+
 class RequestHandler:
     """Base class for HTTP request handlers.
 
@@ -991,9 +994,7 @@ class RequestHandler:
         raw = self._raw_xsrf_token
         if raw is None:
             cookie = self.get_cookie(self.settings.get("xsrf_cookie_name", "_xsrf"))
-            version, token, timestamp = (
-                decode_xsrf_token(cookie) if cookie else (None, None, None)
-            )
+            version, token, timestamp = decode_xsrf_token(cookie) if cookie else (None, None, None)
             if token is None or timestamp is None:
                 version, token, timestamp = None, new_xsrf_secret(), time.time()
             raw = (version, token, timestamp)
@@ -1140,9 +1141,7 @@ class RequestHandler:
         if isinstance(value, HTTPError):
             message = value.get_message()
             if message:
-                gen_log.warning(
-                    "%d %s: %s", value.status_code, self._request_summary(), message
-                )
+                gen_log.warning("%d %s: %s", value.status_code, self._request_summary(), message)
         else:
             app_log.error(
                 "Uncaught exception %s\n%r",
@@ -1158,9 +1157,7 @@ class RequestHandler:
     def _log(self) -> None:
         self.application.log_request(self)
 
-    def _ui_module(
-        self, name: str, module: Type["UIModule"]
-    ) -> Callable[..., Union[str, bytes]]:
+    def _ui_module(self, name: str, module: Type["UIModule"]) -> Callable[..., Union[str, bytes]]:
         def render(*args: Any, **kwargs: Any) -> Union[str, bytes]:
             active = self._active_modules
             if active is None:

@@ -49,7 +49,9 @@ def app_dir(tmp_path):
 
 
 def run(args, cwd, timeout=30):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")])))
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")]))
+    )
     env.pop("TESTAPP_STARTED", None)
     result = subprocess.run(
         [sys.executable, *args],
@@ -66,7 +68,10 @@ def run(args, cwd, timeout=30):
 @pytest.mark.parametrize(
     "args, expected",
     [
-        (["-m", "testapp", "x"], "import succeeded\nspec=testapp.__main__ wrapped=False argv=['x']\n"),
+        (
+            ["-m", "testapp", "x"],
+            "import succeeded\nspec=testapp.__main__ wrapped=False argv=['x']\n",
+        ),
         (["testapp/__main__.py"], "import failed\nspec=None wrapped=False argv=[]\n"),
         (["testapp"], "import failed\nspec=__main__ wrapped=False argv=[]\n"),
     ],

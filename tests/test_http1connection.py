@@ -215,9 +215,7 @@ def test_detach_hands_back_unparsed_bytes():
     async def main():
         client, server = await stream_pair()
         conn = HTTP1Connection(client, True)
-        server.write(
-            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\nframe-bytes"
-        )
+        server.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\nframe-bytes")
 
         class Upgrader(Collector):
             def headers_received(self, start_line, headers):
@@ -402,9 +400,7 @@ def test_client_malformed_response_is_logged_with_none_peer(caplog):
     async def main():
         client, server = await stream_pair()
         conn = HTTP1Connection(client, True)
-        server.write(
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n"
-        )
+        server.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n")
         delegate = Collector()
         assert await conn.read_response(delegate) is False
         server.close()
@@ -452,7 +448,9 @@ def test_writing_more_or_less_than_content_length_is_an_error():
         conn = HTTP1Connection(IOStream(socket.socket()), False)
         conn._request_start_line = RequestStartLine("GET", "/", "HTTP/1.1")
         conn._request_headers = HTTPHeaders({"Host": "h"})
-        conn.write_headers(ResponseStartLine("HTTP/1.1", 200, "OK"), HTTPHeaders({"Content-Length": "4"}))
+        conn.write_headers(
+            ResponseStartLine("HTTP/1.1", 200, "OK"), HTTPHeaders({"Content-Length": "4"})
+        )
         try:
             conn.finish()
         except HTTPOutputError as e:

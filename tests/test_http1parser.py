@@ -42,7 +42,9 @@ def test_simple_request_head_and_end():
 @pytest.mark.parametrize("split", [None, 1, 3, 7])
 def test_content_length_body_in_any_split(split):
     parser = HTTP1Parser(False)
-    evts = events(parser, b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\nhello world", split=split)
+    evts = events(
+        parser, b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\nhello world", split=split
+    )
     assert body_of(evts) == b"hello world"
     assert evts[-1] == (END,)
 
@@ -129,14 +131,20 @@ def test_take_unparsed_returns_bytes_after_message():
         (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1_0\r\n\r\n", "Only integer"),
         (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0x1\r\n\r\n", "Only integer"),
         (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: \xd9\xa3\r\n\r\n", "Only integer"),
-        (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", "unequal"),
+        (
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            "unequal",
+        ),
         (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1, 2\r\n\r\n", "unequal"),
         (
             b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
             "both Transfer-Encoding and Content-Length",
         ),
         (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", "Unsupported"),
-        (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked\r\n\r\n", "Unsupported"),
+        (
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked\r\n\r\n",
+            "Unsupported",
+        ),
         (
             b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
             b"Transfer-Encoding: chunked\r\n\r\n",
@@ -205,7 +213,10 @@ def test_max_body_size_can_be_raised_after_head():
 def test_oversized_chunked_body_is_413():
     parser = HTTP1Parser(False, max_body_size=10)
     with pytest.raises(ParseError) as info:
-        events(parser, b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n8\r\n12345678\r\n8\r\n")
+        events(
+            parser,
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n8\r\n12345678\r\n8\r\n",
+        )
     assert info.value.status_code == 413
 
 
@@ -349,7 +360,9 @@ def test_many_tiny_chunks_are_scanned_linearly():
 def test_trailers_arriving_byte_by_byte_are_scanned_linearly():
     data = (
         b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n"
-        + b"T: " + b"v" * 20000 + b"\r\n\r\n"
+        + b"T: "
+        + b"v" * 20000
+        + b"\r\n\r\n"
     )
     assert scanned_while_parsing(data, 1) <= 4 * len(data)
 
@@ -377,9 +390,24 @@ from hypothesis import strategies as st  # noqa: E402
 
 _PIECES = st.sampled_from(
     [
-        b"GET / HTTP/1.1\r\n", b"POST /x HTTP/1.0\r\n", b"HTTP/1.1 200 OK\r\n", b"Host: a\r\n",
-        b"Content-Length: 3\r\n", b"Transfer-Encoding: chunked\r\n", b"\r\n", b"\n", b"\r",
-        b"3\r\nabc\r\n", b"0\r\n", b"abc", b":", b" ", b"\x00", b"\xff", b"1_0", b"X: y\r\n",
+        b"GET / HTTP/1.1\r\n",
+        b"POST /x HTTP/1.0\r\n",
+        b"HTTP/1.1 200 OK\r\n",
+        b"Host: a\r\n",
+        b"Content-Length: 3\r\n",
+        b"Transfer-Encoding: chunked\r\n",
+        b"\r\n",
+        b"\n",
+        b"\r",
+        b"3\r\nabc\r\n",
+        b"0\r\n",
+        b"abc",
+        b":",
+        b" ",
+        b"\x00",
+        b"\xff",
+        b"1_0",
+        b"X: y\r\n",
     ]
 )
 

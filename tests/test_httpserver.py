@@ -549,7 +549,8 @@ BAD_REQUESTS = {
     ),
     "chunk size underscore": (
         b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1_a\r\n"
-        + b"x" * 26 + b"\r\n0\r\n\r\n"
+        + b"x" * 26
+        + b"\r\n0\r\n\r\n"
     ),
     "chunk size hex prefix": (
         b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0x2\r\nok\r\n0\r\n\r\n"
@@ -633,7 +634,9 @@ def test_max_body_size_override_per_request():
     async def main():
         async with Server(App(), max_body_size=100) as server:
             reader, writer = await server.connect()
-            writer.write(b"POST /big HTTP/1.1\r\nHost: x\r\nContent-Length: 500\r\n\r\n" + b"x" * 500)
+            writer.write(
+                b"POST /big HTTP/1.1\r\nHost: x\r\nContent-Length: 500\r\n\r\n" + b"x" * 500
+            )
             assert (await read_response(reader))[2].startswith(b"POST /big 500:")
             writer.close()
 

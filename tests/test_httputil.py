@@ -146,7 +146,9 @@ def test_repeated_header_parse_handles_large_input():
 
 
 def test_request_start_line():
-    assert parse_request_start_line("GET /a?b HTTP/1.1") == RequestStartLine("GET", "/a?b", "HTTP/1.1")
+    assert parse_request_start_line("GET /a?b HTTP/1.1") == RequestStartLine(
+        "GET", "/a?b", "HTTP/1.1"
+    )
     for bad in ["GET /a", "GET  / HTTP/1.1", "GET / HTTP/1.1 ", "G,T / HTTP/1.1", "GET / http/1.1"]:
         with pytest.raises(HTTPInputError, match="Malformed"):
             parse_request_start_line(bad)
@@ -187,7 +189,9 @@ def test_urlencoded_body_and_argument_limit():
     assert args == {"a": [b"1", b"2"], "b": [b""]}
     config = ParseBodyConfig(urlencoded=ParseUrlEncodedConfig(max_arguments=2))
     with pytest.raises(HTTPInputError, match="Max number of fields exceeded"):
-        parse_body_arguments("application/x-www-form-urlencoded", b"a=1&b=2&c=3", {}, {}, config=config)
+        parse_body_arguments(
+            "application/x-www-form-urlencoded", b"a=1&b=2&c=3", {}, {}, config=config
+        )
 
 
 def test_content_encoding_is_refused():
@@ -223,7 +227,10 @@ def test_multipart_fields_and_files():
         (b"--B\r\nno headers\r\n--B--", "missing headers"),
         (multipart(b"Content-Disposition: attachment; name=a\r\n\r\nb"), "Invalid multipart"),
         (multipart(b"Content-Disposition: form-data\r\n\r\nb"), "missing name"),
-        (multipart(b'Content-Disposition: form-data; name="a\rb"\r\n\r\nb'), "Invalid header value"),
+        (
+            multipart(b'Content-Disposition: form-data; name="a\rb"\r\n\r\nb'),
+            "Invalid header value",
+        ),
         (b"--B\r\nContent-Disposition: form-data; name=a\r\n\r\nb--B--", "Invalid multipart"),
         (b"no final boundary", "no final boundary"),
     ],
@@ -241,7 +248,9 @@ def test_multipart_limits():
     with pytest.raises(HTTPInputError, match="too many parts"):
         parse_multipart_form_data(b"B", body, {}, {}, config=ParseMultipartConfig(max_parts=2))
     with pytest.raises(HTTPInputError, match="header too large"):
-        parse_multipart_form_data(b"B", body, {}, {}, config=ParseMultipartConfig(max_part_header_size=5))
+        parse_multipart_form_data(
+            b"B", body, {}, {}, config=ParseMultipartConfig(max_part_header_size=5)
+        )
     with pytest.raises(HTTPInputError, match="disabled"):
         parse_multipart_form_data(b"B", body, {}, {}, config=ParseMultipartConfig(enabled=False))
 

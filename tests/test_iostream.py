@@ -23,7 +23,10 @@ from squall.iostream import (
 from squall.tcpserver import TCPServer
 
 CERT_DIR = os.path.join(os.path.dirname(__file__), "..", "squall", "test")
-SERVER_SSL = {"certfile": os.path.join(CERT_DIR, "test.crt"), "keyfile": os.path.join(CERT_DIR, "test.key")}
+SERVER_SSL = {
+    "certfile": os.path.join(CERT_DIR, "test.crt"),
+    "keyfile": os.path.join(CERT_DIR, "test.key"),
+}
 
 
 def client_tls_context() -> ssl.SSLContext:
@@ -181,7 +184,9 @@ async def test_connection_reset_is_reported_as_the_real_error():
     server, client = await stream_pair()
     pending = server.read_bytes(10)
     # SO_LINGER with a zero timeout makes close() send a reset.
-    client.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    client.socket.setsockopt(
+        socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+    )
     client.close()
     with pytest.raises(StreamClosedError) as info:
         await pending
@@ -276,7 +281,9 @@ async def test_connection_refused_sets_error_and_runs_close_callback():
 async def test_write_before_connect_completes_is_sent_after_connecting():
     (listener,) = netutil.bind_sockets(0, "127.0.0.1", family=socket.AF_INET)
     accepted = asyncio.get_running_loop().create_future()
-    remove = netutil.add_accept_handler(listener, lambda conn, addr: accepted.set_result(IOStream(conn)))
+    remove = netutil.add_accept_handler(
+        listener, lambda conn, addr: accepted.set_result(IOStream(conn))
+    )
     client = IOStream(socket.socket())
     connected = client.connect(listener.getsockname())
     written = client.write(b"early bytes")
@@ -551,7 +558,9 @@ async def test_pipe_stream_on_a_read_write_descriptor_reads_and_writes():
 async def test_close_right_after_writing_to_a_connected_socket_still_sends():
     (listener,) = netutil.bind_sockets(0, "127.0.0.1", family=socket.AF_INET)
     accepted = asyncio.get_running_loop().create_future()
-    remove = netutil.add_accept_handler(listener, lambda conn, addr: accepted.set_result(IOStream(conn)))
+    remove = netutil.add_accept_handler(
+        listener, lambda conn, addr: accepted.set_result(IOStream(conn))
+    )
     raw = socket.socket()
     raw.connect(listener.getsockname())
     stream = IOStream(raw)

@@ -122,7 +122,10 @@ def test_resolver_defaults_to_the_loop_resolver():
     assert Resolver.configured_class() is DefaultLoopResolver
 
 
-@pytest.mark.parametrize("resolver_class", [DefaultLoopResolver, DefaultExecutorResolver, BlockingResolver, ThreadedResolver])
+@pytest.mark.parametrize(
+    "resolver_class",
+    [DefaultLoopResolver, DefaultExecutorResolver, BlockingResolver, ThreadedResolver],
+)
 async def test_resolvers_find_the_loopback_address(resolver_class):
     resolver = resolver_class()
     try:
@@ -148,8 +151,12 @@ async def test_override_resolver_maps_host_port_and_family():
         ("v6.example.com", 80, socket.AF_INET6): ("::1", 8080),
     }
     resolver = OverrideResolver(BlockingResolver(), mapping)
-    assert (socket.AF_INET, ("127.0.0.1", 80)) in await resolver.resolve("example.com", 80, socket.AF_INET)
-    assert (socket.AF_INET, ("127.0.0.1", 8443)) in await resolver.resolve("api.example.com", 443, socket.AF_INET)
+    assert (socket.AF_INET, ("127.0.0.1", 80)) in await resolver.resolve(
+        "example.com", 80, socket.AF_INET
+    )
+    assert (socket.AF_INET, ("127.0.0.1", 8443)) in await resolver.resolve(
+        "api.example.com", 443, socket.AF_INET
+    )
     result = await resolver.resolve("v6.example.com", 80, socket.AF_INET6)
     assert result[0][0] == socket.AF_INET6 and result[0][1][:2] == ("::1", 8080)
     resolver.close()

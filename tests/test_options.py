@@ -13,7 +13,9 @@ def test_command_line_values_are_typed_and_rest_is_returned():
     options.define("port", default=80)
     options.define("verbose", default=False)
     options.define("ratio", type=float)
-    rest = options.parse_command_line(["prog", "--port=443", "--verbose", "--ratio=1.5", "run", "--port=1"])
+    rest = options.parse_command_line(
+        ["prog", "--port=443", "--verbose", "--ratio=1.5", "run", "--port=1"]
+    )
     assert rest == ["run", "--port=1"]
     assert options.port == 443 and options.verbose is True and options.ratio == 1.5
     assert options.parse_command_line(["prog", "--", "--port=2"]) == ["--port=2"]
@@ -50,7 +52,14 @@ def test_datetime_timedelta_bool_and_multiple_types():
     options.define("ids", type=int, multiple=True)
     options.define("names", type=str, multiple=True)
     options.parse_command_line(
-        ["prog", "--when=2013-04-28 05:16", "--span=1h 30m 2.5s", "--flag=false", "--ids=1,3,5:7", "--names=a,b"]
+        [
+            "prog",
+            "--when=2013-04-28 05:16",
+            "--span=1h 30m 2.5s",
+            "--flag=false",
+            "--ids=1,3,5:7",
+            "--names=a,b",
+        ]
     )
     assert options.when == datetime.datetime(2013, 4, 28, 5, 16)
     assert options.span == datetime.timedelta(hours=1, minutes=30, seconds=2.5)
@@ -179,5 +188,7 @@ def test_module_level_define_groups_under_the_calling_file():
     stream = io.StringIO()
     module.print_help(stream)
     assert "--test-options-module-level-flag" in stream.getvalue()
-    assert module.parse_command_line(["prog", "--test-options-module-level-flag=9"], final=False) == []
+    assert (
+        module.parse_command_line(["prog", "--test-options-module-level-flag=9"], final=False) == []
+    )
     assert module.options.test_options_module_level_flag == 9

@@ -15,7 +15,9 @@ pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="Unix process mo
 
 
 def run_script(source, timeout=60):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")])))
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")]))
+    )
     return subprocess.run(
         [sys.executable, "-c", textwrap.dedent(source)],
         capture_output=True,
@@ -160,7 +162,12 @@ def test_stream_pipes_talk_to_the_child():
 
     async def main():
         child = process.Subprocess(
-            [sys.executable, "-u", "-c", "import sys; sys.stdout.write(sys.stdin.readline().upper())"],
+            [
+                sys.executable,
+                "-u",
+                "-c",
+                "import sys; sys.stdout.write(sys.stdin.readline().upper())",
+            ],
             stdin=process.Subprocess.STREAM,
             stdout=process.Subprocess.STREAM,
             stderr=subprocess.DEVNULL,

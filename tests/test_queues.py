@@ -135,7 +135,12 @@ def test_priority_and_lifo_ordering_with_blocked_putters():
         priority.put_nowait((0, "b"))
         priority.put((3, "c"))
         priority.put((2, "d"))
-        got = [priority.get_nowait(), await priority.get(), priority.get_nowait(), await priority.get()]
+        got = [
+            priority.get_nowait(),
+            await priority.get(),
+            priority.get_nowait(),
+            await priority.get(),
+        ]
         assert got == [(0, "b"), (1, "a"), (2, "d"), (3, "c")]
 
         lifo = queues.LifoQueue(maxsize=2)

@@ -14,7 +14,10 @@ from squall.tcpclient import TCPClient, _Connector, _format_addr
 from squall.tcpserver import TCPServer
 
 CERT_DIR = os.path.join(os.path.dirname(__file__), "..", "squall", "test")
-SERVER_SSL = {"certfile": os.path.join(CERT_DIR, "test.crt"), "keyfile": os.path.join(CERT_DIR, "test.key")}
+SERVER_SSL = {
+    "certfile": os.path.join(CERT_DIR, "test.crt"),
+    "keyfile": os.path.join(CERT_DIR, "test.key"),
+}
 
 
 class QueueServer(TCPServer):
@@ -103,7 +106,9 @@ async def test_tls_handshake_timeout_closes_the_socket():
     client = TCPClient()
     try:
         with pytest.raises(TimeoutError, match="Timeout during TLS handshake"):
-            await client.connect("127.0.0.1", server.port, ssl_options=insecure_context(), timeout=0.3)
+            await client.connect(
+                "127.0.0.1", server.port, ssl_options=insecure_context(), timeout=0.3
+            )
         server_stream = await server.streams.get()
         await asyncio.wait_for(server_stream.read_until_close(), 5)
     finally:

@@ -18,7 +18,10 @@ from squall.iostream import IOStream, SSLIOStream, StreamClosedError
 from squall.tcpserver import TCPServer
 
 CERT_DIR = os.path.join(os.path.dirname(__file__), "..", "squall", "test")
-SERVER_SSL = {"certfile": os.path.join(CERT_DIR, "test.crt"), "keyfile": os.path.join(CERT_DIR, "test.key")}
+SERVER_SSL = {
+    "certfile": os.path.join(CERT_DIR, "test.crt"),
+    "keyfile": os.path.join(CERT_DIR, "test.key"),
+}
 
 
 class UpperServer(TCPServer):
@@ -182,7 +185,10 @@ def test_bind_then_start_forks_workers():
         """
     )
     result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
         cwd=os.path.join(os.path.dirname(__file__), ".."),
     )
     assert result.returncode == 0, result.stderr
@@ -203,7 +209,9 @@ async def test_tls_server_handles_a_client_hello_sent_at_once():
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port, ssl=context), 5)
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection("127.0.0.1", port, ssl=context), 5
+        )
         writer.write(b"echo me\n")
         assert await asyncio.wait_for(reader.readline(), 5) == b"echo me\n"
         writer.close()
@@ -232,7 +240,9 @@ async def test_tls_stream_delivers_to_a_data_handler_set_before_the_handshake():
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port, ssl=context), 5)
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection("127.0.0.1", port, ssl=context), 5
+        )
         writer.write(b"taken over\n")
         assert await asyncio.wait_for(received, 5) == b"taken over\n"
         writer.close()

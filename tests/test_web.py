@@ -870,7 +870,10 @@ class TestFallback:
             return [b"from wsgi " + environ["PATH_INFO"].encode()]
 
         return Application(
-            [("/native", HelloHandler), (r"/.*", FallbackHandler, {"fallback": WSGIContainer(wsgi_app)})]
+            [
+                ("/native", HelloHandler),
+                (r"/.*", FallbackHandler, {"fallback": WSGIContainer(wsgi_app)}),
+            ]
         )
 
     async def test_fallback_serves_other_paths(self, fetch):
@@ -943,7 +946,9 @@ class TestAsyncFailures:
     @pytest.mark.skipif(
         not hasattr(asyncio.Task, "cancelling"), reason="needs Task.cancelling (3.11+)"
     )
-    async def test_cancelled_handler_task_answers_500_quietly(self, fetch, caplog, http_client, base_url):
+    async def test_cancelled_handler_task_answers_500_quietly(
+        self, fetch, caplog, http_client, base_url
+    ):
         with caplog.at_level(logging.ERROR, logger="squall.application"):
             response_future = asyncio.ensure_future(
                 http_client.fetch(base_url + "/cancel", raise_error=False)

@@ -37,7 +37,11 @@ def app(static_dir):
     return Application(
         [
             (r"/url/(.*)", StaticUrlHandler),
-            (r"/index/(.*)", StaticFileHandler, {"path": str(static_dir), "default_filename": "index.html"}),
+            (
+                r"/index/(.*)",
+                StaticFileHandler,
+                {"path": str(static_dir), "default_filename": "index.html"},
+            ),
         ],
         static_path=str(static_dir),
     )

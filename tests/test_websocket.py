@@ -745,9 +745,7 @@ async def test_client_refuses_oversized_messages(ws_url, recorder):
 
 
 async def test_client_refuses_a_compression_bomb(ws_url, recorder):
-    ws = await websocket_connect(
-        ws_url + "/deflate", compression_options={}, max_message_size=1000
-    )
+    ws = await websocket_connect(ws_url + "/deflate", compression_options={}, max_message_size=1000)
     handler = await recorder.opened
     handler.write_message(b"\0" * 1_000_000, binary=True)
     assert await ws.read_message() is None

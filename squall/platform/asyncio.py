@@ -36,8 +36,6 @@ __all__ = [
 _T = TypeVar("_T")
 
 
-
-
 class BaseAsyncIOLoop(IOLoop):
     """``IOLoop`` on top of an asyncio event loop; fd handlers map to add_reader/add_writer."""
 

@@ -21,9 +21,7 @@ def _import_pycares() -> Any:
     try:
         import pycares  # type: ignore[import-not-found,unused-ignore]
     except ImportError as exc:
-        raise ImportError(
-            "CaresResolver needs the pycares package (pip install pycares)"
-        ) from exc
+        raise ImportError("CaresResolver needs the pycares package (pip install pycares)") from exc
     return pycares
 
 
@@ -85,9 +83,7 @@ class CaresResolver(Resolver):
         self.channel.process_fd(bad, bad)
         self._schedule_timeout()
 
-    async def resolve(
-        self, host: str, port: int, family: int = 0
-    ) -> list[tuple[int, Any]]:
+    async def resolve(self, host: str, port: int, family: int = 0) -> list[tuple[int, Any]]:
         if is_valid_ip(host):
             addresses = [host]
         else:
@@ -99,7 +95,9 @@ class CaresResolver(Resolver):
                     return
                 if error:
                     message = self._pycares.errno.strerror(error)
-                    answer.set_exception(OSError(f"C-Ares returned error {error}: {message} while resolving {host}"))
+                    answer.set_exception(
+                        OSError(f"C-Ares returned error {error}: {message} while resolving {host}")
+                    )
                 else:
                     answer.set_result(result)
 

@@ -72,6 +72,14 @@ _CHUNK_LINE = re.compile(rb"([0-9a-fA-F]+)((?:[ \t]*;[\x20-\x7e\t\x80-\xff]*)?)"
 _MAX_CHUNK_LINE = 4096
 # More hex digits than this cannot be a size anyone means (and would make a huge int).
 _MAX_SIZE_DIGITS = 16
+# A request line as parse_request_start_line accepts it (HTTP/1.x only), with its CRLF
+# or LF: what the fast path of _parse_head matches at the start of a head.
+_REQUEST_LINE = re.compile(
+    "(" + _ABNF._tchar + "+) (" + _ABNF._request_target + r") (HTTP/1\.[0-9])\r?\n"
+)
+# Builds a RequestStartLine from a tuple of its fields without the NamedTuple's
+# Python-level __new__.
+_new_tuple = tuple.__new__
 
 
 class ParseError(HTTPInputError):
@@ -373,6 +381,34 @@ class HTTP1Parser:
         head = buffer[pos:head_end].decode("latin1")
         self._pos = body_start
         self._scan = body_start
+        self._body_size = 0
+        if not self.is_client:
+            # Fast path for a well-formed request head: the request line and the
+            # header lines are matched in two regex calls, with no per-line work
+            # beyond filling the dict. Any mismatch falls through to the general
+            # path below, which checks in the usual order and names the problem.
+            match = _REQUEST_LINE.match(head)
+            if match is not None:
+                headers = HTTPHeaders._parse_block(head, match.end())
+                if headers is not None:
+                    request_line = _new_tuple(RequestStartLine, match.groups())
+                    values = headers._values
+                    hosts = values.get("Host")
+                    if (
+                        hosts is not None
+                        and len(hosts) == 1
+                        and hosts[0] == self._valid_host
+                        and "Content-Length" not in values
+                        and "Transfer-Encoding" not in values
+                    ):
+                        # A keep-alive client's usual request: the Host it sent
+                        # before, and no body.
+                        self._informational = False
+                        self._framing = _NO_BODY
+                    else:
+                        self._framing = self._request_framing(request_line, headers)
+                    self._state = _S_BODY_START
+                    return (HEAD, request_line, headers)
         line_end = head.find("\n")
         start_text = head[:line_end]
         if start_text.endswith("\r"):
@@ -385,7 +421,6 @@ class HTTP1Parser:
         else:
             start_line = parse_request_start_line(start_text)
             self._framing = self._request_framing(start_line, headers)
-        self._body_size = 0
         if self._informational:
             # A 1xx response has no body and is followed by another head for the same
             # request, so no END event is produced for it.

@@ -130,6 +130,13 @@ _VALUE_TEXT = (
 )
 _HEADER_LINE = re.compile("(" + _ABNF._tchar + "+):[ \t]*(?:(" + _VALUE + ")[ \t]*)?")
 _HEADER_LINE_TEXT = re.compile("(" + _ABNF._tchar + "+):[ \t]*(?:(" + _VALUE_TEXT + ")[ \t]*)?")
+# The same line with its CRLF or LF, anchored at a line start: findall over a block of
+# such lines yields one (name, value) pair per line, and a line that is not valid as a
+# whole yields nothing (a match cannot start inside it), so comparing the number of
+# pairs with the number of newlines validates the block in the same pass.
+_HEADER_LINES = re.compile(
+    "^(" + _ABNF._tchar + "+):[ \t]*(?:(" + _VALUE + ")[ \t]*)?\r?\n", re.MULTILINE
+)
 
 
 class HTTPInputError(Exception):
@@ -155,6 +162,9 @@ def _normalize_name(name: str) -> str:
     if len(_NORMALIZED_NAMES) < _NORMALIZED_NAMES_LIMIT:
         _NORMALIZED_NAMES[name] = normalized
     return normalized
+
+
+_new_object = object.__new__
 
 
 def _rebuild_headers(pairs: list[tuple[str, Any]]) -> HTTPHeaders:
@@ -276,6 +286,34 @@ class HTTPHeaders(MutableMapping[str, str]):
             else:
                 existing.append(value)
         return result
+
+    @classmethod
+    def _parse_block(cls, text: str, start: int) -> Optional[HTTPHeaders]:
+        """Header lines of ``text`` from ``start`` (a line start), or None to say "use parse".
+
+        The fast path for message heads: ``text`` must end with a newline. Anything
+        unusual (a bad line, a blank line, a bare CR) answers None, and ``parse``
+        then finds and names the problem.
+        """
+        pairs = _HEADER_LINES.findall(text, start)
+        if len(pairs) != text.count("\n", start):
+            return None
+        names = _NORMALIZED_NAMES
+        values: dict[str, list[Any]] = {}
+        for name, value in pairs:
+            # (findall gives "" for an empty value's missing group.)
+            normalized = names.get(name) or _normalize_name(name)
+            existing = values.get(normalized)
+            if existing is None:
+                values[normalized] = [value]
+            else:
+                existing.append(value)
+        # Built without __init__, whose generic argument handling costs more than
+        # the whole parse of a short head.
+        headers = _new_object(cls)
+        headers._values = values
+        headers._joined = {}
+        return headers
 
     # MutableMapping interface
 

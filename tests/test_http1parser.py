@@ -475,3 +475,83 @@ def test_single_line_header_block_matches_the_general_parse():
     assert list(one.get_all()) == [("Host", "example.com")]
     with pytest.raises(HTTPInputError):
         HTTPHeaders.parse("Bad Name: x\r\n")
+
+
+# The request-head fast path must agree with the general path (HTTPHeaders.parse and
+# parse_request_start_line) on every head: same start line, same fields, same error.
+
+from squall.httputil import parse_request_start_line  # noqa: E402
+
+_REQUEST_LINES = st.sampled_from(
+    [
+        "GET / HTTP/1.1",
+        "GET /a?b=1 HTTP/1.0",
+        "get /x HTTP/1.1",
+        "GET / HTTP/2.0",
+        "GET  / HTTP/1.1",
+        "GET / HTTP/1.1 ",
+        "GET / HTTP/1.1\r",
+        "GET /\x7f HTTP/1.1",
+        "GET /caf\xe9 HTTP/1.1",
+    ]
+)
+_FIELD_LINES = st.sampled_from(
+    [
+        "Host: h",
+        "host: h",
+        "HOST:h:80",
+        "Host:",
+        "X-A: 1",
+        "x-a:  2 ",
+        "X-A:\t",
+        "X-B: a  b",
+        "X-C: caf\xe9",
+        "X: a\rb",
+        "X: a\x00b",
+        "X: a\r",
+        "Bad Name: 1",
+        " folded",
+        "\tfolded",
+        "NoColon",
+        ":empty-name",
+        "Content-Length: 0",
+    ]
+)
+
+
+def _general_parse(head: str):
+    line_end = head.find("\n")
+    start_text = head[:line_end]
+    if start_text.endswith("\r"):
+        start_text = start_text[:-1]
+    try:
+        headers = HTTPHeaders.parse(head[line_end + 1 :])
+        start_line = parse_request_start_line(start_text)
+    except HTTPInputError as e:
+        return ("error", str(e))
+    return (tuple(start_line), list(headers.get_all()))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    _REQUEST_LINES,
+    st.lists(st.tuples(_FIELD_LINES, st.sampled_from(["\r\n", "\n"])), max_size=6),
+    st.sampled_from(["\r\n", "\n"]),
+)
+def test_request_head_fast_path_agrees_with_general_parse(request_line, fields, newline):
+    head = request_line + newline + "".join(line + end for line, end in fields)
+    expected = _general_parse(head)
+    parser = HTTP1Parser(False)
+    parser.feed((head + "\r\n").encode("latin1"))
+    try:
+        event = parser.next_event()
+    except ParseError as e:
+        if expected[0] == "error":
+            assert str(e) == expected[1]
+        else:
+            # Only the framing checks after a good parse may add an error.
+            assert "Host" in str(e)
+        return
+    assert event is not None and event[0] == HEAD
+    assert (tuple(event[1]), list(event[2].get_all())) == expected
+    assert type(event[1]).__name__ == "RequestStartLine"

@@ -297,6 +297,14 @@ class HTTP1Parser:
             if state == _S_HEAD:
                 return self._parse_head()
             if state == _S_BODY_START:
+                if self._framing == _NO_BODY:
+                    # (_finish_message inlined: the END right after a bodiless head
+                    # is the most common event after HEAD itself.)
+                    self._state = _S_DONE
+                    self.messages += 1
+                    if self._pos > 65536:
+                        self._compact()
+                    return _END_EVENT
                 return self._start_body()
             if state == _S_LENGTH:
                 return self._read_length_body()
@@ -482,12 +490,7 @@ class HTTP1Parser:
     def _start_body(self) -> Optional[Event]:
         framing = self._framing
         if framing == _NO_BODY:
-            # (_finish_message inlined: most requests have no body.)
-            self._state = _S_DONE
-            self.messages += 1
-            if self._pos > 65536:
-                self._compact()
-            return _END_EVENT
+            return self._finish_message()
         if framing == _LENGTH:
             if self._remaining > self.max_body_size:
                 raise ParseError("Content-Length too long", 413)

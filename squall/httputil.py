@@ -130,13 +130,13 @@ _VALUE_TEXT = (
 )
 _HEADER_LINE = re.compile("(" + _ABNF._tchar + "+):[ \t]*(?:(" + _VALUE + ")[ \t]*)?")
 _HEADER_LINE_TEXT = re.compile("(" + _ABNF._tchar + "+):[ \t]*(?:(" + _VALUE_TEXT + ")[ \t]*)?")
-# The same line with its CRLF or LF, anchored at a line start: findall over a block of
-# such lines yields one (name, value) pair per line, and a line that is not valid as a
-# whole yields nothing (a match cannot start inside it), so comparing the number of
-# pairs with the number of newlines validates the block in the same pass.
-_HEADER_LINES = re.compile(
-    "^(" + _ABNF._tchar + "+):[ \t]*(?:(" + _VALUE + ")[ \t]*)?\r?\n", re.MULTILINE
-)
+# Header lines for findall, each taken with the newline before it: a match starts only
+# at a newline (a literal the regex engine scans for quickly) and must cover the whole
+# line after it, so a block is valid when every line yields a match. The value keeps
+# its surrounding whitespace (the caller strips it): letting the regex drop it would
+# need optional groups, which cost more than the strip, or overlapping whitespace
+# runs, which backtrack quadratically on a bad line.
+_HEADER_LINES = re.compile("\n(" + _ABNF._tchar + "+):([\t\x20-\x7e\x80-\xff]*)\r?(?=\n)")
 
 
 class HTTPInputError(Exception):
@@ -289,19 +289,21 @@ class HTTPHeaders(MutableMapping[str, str]):
 
     @classmethod
     def _parse_block(cls, text: str, start: int) -> Optional[HTTPHeaders]:
-        """Header lines of ``text`` from ``start`` (a line start), or None to say "use parse".
+        """Header lines of ``text`` from ``start`` (just after a newline), or None for "use parse".
 
         The fast path for message heads: ``text`` must end with a newline. Anything
         unusual (a bad line, a blank line, a bare CR) answers None, and ``parse``
         then finds and names the problem.
         """
-        pairs = _HEADER_LINES.findall(text, start)
+        # One match per line, or the block goes to parse. Every line ends in a
+        # newline, so the count of newlines is the count of lines.
+        pairs = _HEADER_LINES.findall(text, start - 1)
         if len(pairs) != text.count("\n", start):
             return None
         names = _NORMALIZED_NAMES
         values: dict[str, list[Any]] = {}
         for name, value in pairs:
-            # (findall gives "" for an empty value's missing group.)
+            value = value.strip(HTTP_WHITESPACE)
             normalized = names.get(name) or _normalize_name(name)
             existing = values.get(normalized)
             if existing is None:

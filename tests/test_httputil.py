@@ -4,8 +4,11 @@ import copy
 import datetime
 import email.utils
 import pickle
+import urllib.parse
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from squall import httputil
 from squall.httputil import (
@@ -192,6 +195,57 @@ def test_urlencoded_body_and_argument_limit():
         parse_body_arguments(
             "application/x-www-form-urlencoded", b"a=1&b=2&c=3", {}, {}, config=config
         )
+
+
+def _stdlib_query_arguments(query, max_arguments):
+    try:
+        parsed = urllib.parse.parse_qs(
+            query,
+            keep_blank_values=True,
+            encoding="latin1",
+            errors="strict",
+            max_num_fields=max_arguments,
+        )
+        return {
+            name: [value.encode("latin1") for value in values] for name, values in parsed.items()
+        }
+    except ValueError as e:
+        return ("error", str(e))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(["a", "b", "=", "&", "+", " ", "\xe9", "%41", "%", "%zz", "a=1"]),
+        max_size=12,
+    ).map("".join),
+    st.sampled_from([1, 2, 3, 1000]),
+)
+def test_query_arguments_match_the_stdlib_parse_qs(query, max_arguments):
+    # The escape-free fast path must split exactly as urllib.parse.parse_qs does.
+    expected = _stdlib_query_arguments(query, max_arguments)
+    try:
+        parsed = httputil._parse_qs_bytes(query, max_arguments)
+    except HTTPInputError as e:
+        parsed = ("error", str(e))
+    assert parsed == expected
+    if isinstance(expected, dict):
+        assert list(parsed) == list(expected)
+
+
+def test_query_beyond_latin1_raises_as_the_stdlib_path_does():
+    with pytest.raises(UnicodeEncodeError):
+        httputil._parse_qs_bytes("a=\u1234&b=1", 1000)
+
+
+def test_request_query_arguments_and_arguments_are_separate_lists():
+    request = HTTPServerRequest(
+        start_line=RequestStartLine("GET", "/p?a=1&a=2&b+c=d+e&f", "HTTP/1.1")
+    )
+    assert request.query_arguments == {"a": [b"1", b"2"], "b c": [b"d e"], "f": [b""]}
+    assert request.arguments == request.query_arguments
+    request.arguments["a"].append(b"3")
+    assert request.query_arguments["a"] == [b"1", b"2"]
 
 
 def test_content_encoding_is_refused():

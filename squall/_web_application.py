@@ -22,6 +22,7 @@ from squall.routing import (
     AnyMatches,
     DefaultHostMatches,
     HostMatches,
+    PathMatches,
     ReversibleRouter,
     ReversibleRuleRouter,
     Rule,
@@ -32,6 +33,10 @@ from squall.web import RequestHandler, _has_stream_request_body
 
 if TYPE_CHECKING:
     from squall.httpserver import HTTPServer
+
+
+# Shared, never modified: what a group-less path match passes on.
+_NO_PARAMS: Dict[str, Any] = {}
 
 
 class _ApplicationRouter(ReversibleRuleRouter):
@@ -54,12 +59,29 @@ class _ApplicationRouter(ReversibleRuleRouter):
         # The generic walk, with handler classes (the usual target) taken straight to
         # the application without packing the match into keyword arguments.
         application = self.application
+        path = request.path
         for rule in self.rules:
-            params = rule.matcher.match(request)
-            if params is None:
-                continue
+            matcher = rule.matcher
+            if type(matcher) is PathMatches and not matcher.regex.groups:
+                # The common rule, a plain path: one regex call, no parameter dict.
+                if matcher.regex.match(path) is None:
+                    continue
+                params: Optional[Dict[str, Any]] = _NO_PARAMS
+            else:
+                params = matcher.match(request)
+                if params is None:
+                    continue
             target = rule.target
             if isinstance(target, type) and issubclass(target, RequestHandler):
+                if type(application).get_handler_delegate is _STOCK_GET_HANDLER_DELEGATE:
+                    return _HandlerDelegate(
+                        application,
+                        request,
+                        target,
+                        rule.target_kwargs,
+                        params.get("path_args"),
+                        params.get("path_kwargs"),
+                    )
                 return application.get_handler_delegate(
                     request,
                     target,
@@ -67,6 +89,8 @@ class _ApplicationRouter(ReversibleRuleRouter):
                     params.get("path_args"),
                     params.get("path_kwargs"),
                 )
+            if params is _NO_PARAMS:
+                params = {}
             if rule.target_kwargs:
                 params["target_kwargs"] = rule.target_kwargs
             delegate = self.get_target_delegate(target, request, **params)
@@ -254,6 +278,10 @@ class Application(ReversibleRouter):
             return
         request_time = 1000.0 * handler.request.request_time()
         access_log.log(level, "%d %s %.2fms", status, handler._request_summary(), request_time)
+
+
+# find_handler builds the delegate itself unless an application overrides this.
+_STOCK_GET_HANDLER_DELEGATE = Application.get_handler_delegate
 
 
 class _HandlerDelegate(httputil.HTTPMessageDelegate):

@@ -466,60 +466,69 @@ class HTTP1Connection(httputil.HTTPConnection):
             headers["Transfer-Encoding"] = "chunked"
         lines = [first_line]
         for name, items in values.items():
-            for value in items:
-                lines.append(f"{name}: {value}")
-        head = "\r\n".join(lines)
-        # Counting line breaks in the joined text rejects a CR or LF smuggled into any
+            if len(items) == 1:
+                lines.append(name + ": " + items[0])
+            else:
+                for value in items:
+                    lines.append(f"{name}: {value}")
+        # One scan of everything but the separators rejects a CR or LF smuggled into any
         # name, value or the start line (response splitting) without a per-line check.
-        breaks = len(lines) - 1
-        if head.count("\n") != breaks or head.count("\r") != breaks:
-            raise httputil.HTTPOutputError("Newline in response head: %r" % head[:200])
+        unseparated = "".join(lines)
+        if "\n" in unseparated or "\r" in unseparated:
+            raise httputil.HTTPOutputError("Newline in response head: %r" % unseparated[:200])
+        lines.append("\r\n")
         self._headers_written = True
         try:
-            data = (head + "\r\n\r\n").encode("latin1")
+            data = "\r\n".join(lines).encode("latin1")
         except UnicodeEncodeError as e:
             raise httputil.HTTPOutputError("Non-latin1 header: %s" % e) from None
         if chunk:
-            data = b"".join((data, self._frame_body(chunk)))
-        return self._write(data)
+            data += self._frame_body(chunk)
+        stream = self.stream
+        if stream is None or stream.closed():
+            return _closed_future()
+        future: Future[None] = stream.write(data)
+        self._last_write = future
+        return future
 
     def _server_response_head(
         self, start_line: httputil.ResponseStartLine, headers: httputil.HTTPHeaders
     ) -> str:
-        code = start_line.code
+        code, reason = start_line.code, start_line.reason
         request = self._request_start_line
         self._response_code = code
-        informational = 100 <= code < 200
-        method = request.method if request is not None else "GET"
-        self._body_allowed = not (informational or code in (204, 304) or method == "HEAD")
-        if informational:
+        if request is not None:
+            method, request_version = request.method, request.version
+        else:
+            method, request_version = "GET", "HTTP/1.0"
+        if code < 200 and code >= 100:
             # A 1xx head (e.g. 101 Switching Protocols) carries its own Connection
             # header and says nothing about how the final response is framed.
+            self._body_allowed = False
             self._chunking_output = False
         else:
-            request_headers = self._request_headers
-            request_version = request.version if request is not None else "HTTP/1.0"
+            body_allowed = self._body_allowed = not (
+                code == 204 or code == 304 or method == "HEAD"
+            )
             values = headers._values
             has_length = "Content-Length" in values
             has_coding = "Transfer-Encoding" in values
-            self._chunking_output = (
-                self._body_allowed
+            chunking = self._chunking_output = (
+                body_allowed
                 and request_version == "HTTP/1.1"
                 and not has_length
                 and not has_coding
             )
+            request_headers = self._request_headers
             keep_alive = (
                 request is not None
                 and request_headers is not None
                 and self._can_keep_alive(request, request_headers)
             )
-            delimited = (
-                not self._body_allowed
-                or self._chunking_output
-                or has_length
-                or (has_coding and self._body_allowed)
-            )
-            if not delimited or ("Connection" in values and "close" in _connection_tokens(headers)):
+            if keep_alive and not (not body_allowed or chunking or has_length or has_coding):
+                # No way to tell where the body ends but the connection closing.
+                keep_alive = False
+            if keep_alive and "Connection" in values and "close" in _connection_tokens(headers):
                 # (An application may also ask for the connection to end.)
                 keep_alive = False
             self._keep_alive = keep_alive
@@ -528,7 +537,8 @@ class HTTP1Connection(httputil.HTTPConnection):
                     headers["Connection"] = "close"
             elif keep_alive:
                 headers["Connection"] = "Keep-Alive"
-        reason = start_line.reason or httputil.responses.get(code, "Unknown")
+        if not reason:
+            reason = httputil.responses.get(code, "Unknown")
         return "HTTP/1.1 %d %s" % (code, reason)
 
     def _frame_body(self, chunk: bytes) -> bytes:

@@ -66,11 +66,12 @@ class _ApplicationRouter(ReversibleRuleRouter):
                 # The common rule, a plain path: one regex call, no parameter dict.
                 if matcher.regex.match(path) is None:
                     continue
-                params: Optional[Dict[str, Any]] = _NO_PARAMS
+                params = _NO_PARAMS
             else:
-                params = matcher.match(request)
-                if params is None:
+                matched = matcher.match(request)
+                if matched is None:
                     continue
+                params = matched
             target = rule.target
             if isinstance(target, type) and issubclass(target, RequestHandler):
                 if type(application).get_handler_delegate is _STOCK_GET_HANDLER_DELEGATE:

@@ -507,17 +507,12 @@ class HTTP1Connection(httputil.HTTPConnection):
             self._body_allowed = False
             self._chunking_output = False
         else:
-            body_allowed = self._body_allowed = not (
-                code == 204 or code == 304 or method == "HEAD"
-            )
+            body_allowed = self._body_allowed = not (code == 204 or code == 304 or method == "HEAD")
             values = headers._values
             has_length = "Content-Length" in values
             has_coding = "Transfer-Encoding" in values
             chunking = self._chunking_output = (
-                body_allowed
-                and request_version == "HTTP/1.1"
-                and not has_length
-                and not has_coding
+                body_allowed and request_version == "HTTP/1.1" and not has_length and not has_coding
             )
             request_headers = self._request_headers
             keep_alive = (

@@ -29,6 +29,7 @@ from squall.httputil import (
     HTTPInputError,
     RequestStartLine,
     ResponseStartLine,
+    _parse_header_block,
     parse_request_start_line,
     parse_response_start_line,
 )
@@ -77,6 +78,7 @@ _MAX_SIZE_DIGITS = 16
 _REQUEST_LINE = re.compile(
     "(" + _ABNF._tchar + "+) (" + _ABNF._request_target + r") (HTTP/1\.[0-9])\r?\n"
 )
+_match_request_line = _REQUEST_LINE.match
 # Builds a RequestStartLine from a tuple of its fields without the NamedTuple's
 # Python-level __new__.
 _new_tuple = tuple.__new__
@@ -395,9 +397,9 @@ class HTTP1Parser:
             # header lines are matched in two regex calls, with no per-line work
             # beyond filling the dict. Any mismatch falls through to the general
             # path below, which checks in the usual order and names the problem.
-            match = _REQUEST_LINE.match(head)
+            match = _match_request_line(head)
             if match is not None:
-                headers = HTTPHeaders._parse_block(head, match.end())
+                headers = _parse_header_block(head, match.end())
                 if headers is not None:
                     request_line = _new_tuple(RequestStartLine, match.groups())
                     values = headers._values
@@ -410,8 +412,8 @@ class HTTP1Parser:
                         and "Transfer-Encoding" not in values
                     ):
                         # A keep-alive client's usual request: the Host it sent
-                        # before, and no body.
-                        self._informational = False
+                        # before, and no body. (_informational stays False on a
+                        # server: only responses set it.)
                         self._framing = _NO_BODY
                     else:
                         self._framing = self._request_framing(request_line, headers)
@@ -421,7 +423,10 @@ class HTTP1Parser:
         start_text = head[:line_end]
         if start_text.endswith("\r"):
             start_text = start_text[:-1]
-        headers = HTTPHeaders.parse(head[line_end + 1 :])
+        # (Responses take the header fast path too; a request got here because its
+        # request line or some header line is unusual.)
+        parsed = _parse_header_block(head, line_end + 1)
+        headers = parsed if parsed is not None else HTTPHeaders.parse(head[line_end + 1 :])
         start_line: Union[RequestStartLine, ResponseStartLine]
         if self.is_client:
             start_line = parse_response_start_line(start_text)

@@ -287,36 +287,6 @@ class HTTPHeaders(MutableMapping[str, str]):
                 existing.append(value)
         return result
 
-    @classmethod
-    def _parse_block(cls, text: str, start: int) -> Optional[HTTPHeaders]:
-        """Header lines of ``text`` from ``start`` (just after a newline), or None for "use parse".
-
-        The fast path for message heads: ``text`` must end with a newline. Anything
-        unusual (a bad line, a blank line, a bare CR) answers None, and ``parse``
-        then finds and names the problem.
-        """
-        # One match per line, or the block goes to parse. Every line ends in a
-        # newline, so the count of newlines is the count of lines.
-        pairs = _HEADER_LINES.findall(text, start - 1)
-        if len(pairs) != text.count("\n", start):
-            return None
-        names = _NORMALIZED_NAMES
-        values: dict[str, list[Any]] = {}
-        for name, value in pairs:
-            value = value.strip(HTTP_WHITESPACE)
-            normalized = names.get(name) or _normalize_name(name)
-            existing = values.get(normalized)
-            if existing is None:
-                values[normalized] = [value]
-            else:
-                existing.append(value)
-        # Built without __init__, whose generic argument handling costs more than
-        # the whole parse of a short head.
-        headers = _new_object(cls)
-        headers._values = values
-        headers._joined = {}
-        return headers
-
     # MutableMapping interface
 
     def __setitem__(self, name: str, value: str) -> None:
@@ -382,6 +352,36 @@ class HTTPHeaders(MutableMapping[str, str]):
 
     def __repr__(self) -> str:
         return "%s(%r)" % (type(self).__name__, dict(self._values))
+
+
+def _parse_header_block(text: str, start: int) -> Optional[HTTPHeaders]:
+    """Header lines of ``text`` from ``start`` (just after a newline), or None for "use parse".
+
+    The fast path for message heads (a plain function: the parser calls it for every
+    request): ``text`` must end with a newline. Anything unusual (a bad line, a blank
+    line, a bare CR) answers None, and ``HTTPHeaders.parse`` then names the problem.
+    """
+    # One match per line, or the block goes to parse. Every line ends in a
+    # newline, so the count of newlines is the count of lines.
+    pairs = _HEADER_LINES.findall(text, start - 1)
+    if len(pairs) != text.count("\n", start):
+        return None
+    names = _NORMALIZED_NAMES
+    values: dict[str, list[Any]] = {}
+    for name, value in pairs:
+        value = value.strip(HTTP_WHITESPACE)
+        normalized = names.get(name) or _normalize_name(name)
+        existing = values.get(normalized)
+        if existing is None:
+            values[normalized] = [value]
+        else:
+            existing.append(value)
+    # Built without __init__, whose generic argument handling costs more than the
+    # whole parse of a short head.
+    headers = _new_object(HTTPHeaders)
+    headers._values = values
+    headers._joined = {}
+    return headers
 
 
 # A Date header value is the same for every response within one second; computing it

@@ -555,3 +555,28 @@ def test_request_head_fast_path_agrees_with_general_parse(request_line, fields, 
     assert event is not None and event[0] == HEAD
     assert (tuple(event[1]), list(event[2].get_all())) == expected
     assert type(event[1]).__name__ == "RequestStartLine"
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.sampled_from(["HTTP/1.1 200 OK", "HTTP/1.0 404 ", "HTTP/1.1 20 OK", "HTTP/2.0 200 OK"]),
+    st.lists(st.tuples(_FIELD_LINES, st.sampled_from(["\r\n", "\n"])), max_size=6),
+)
+def test_response_head_fields_agree_with_general_parse(status_line, fields):
+    head = status_line + "\r\n" + "".join(line + end for line, end in fields)
+    line_end = head.find("\n")
+    try:
+        expected = list(HTTPHeaders.parse(head[line_end + 1 :]).get_all())
+        error = None
+    except HTTPInputError as e:
+        error = str(e)
+    parser = HTTP1Parser(True)
+    parser.feed((head + "\r\n").encode("latin1"))
+    try:
+        event = parser.next_event()
+    except ParseError as e:
+        # Header errors come first; otherwise the status line or framing refused it.
+        assert error is None or str(e) == error
+        return
+    assert error is None and event is not None
+    assert list(event[2].get_all()) == expected

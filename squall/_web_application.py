@@ -394,6 +394,10 @@ class _HandlerDelegate(httputil.HTTPMessageDelegate):
             if running is None:
                 handler._release_prepared()
             return prepared
-        handler._execute(transforms, *self.path_args, **self.path_kwargs)
+        path_args, path_kwargs = self.path_args, self.path_kwargs
+        if path_args or path_kwargs:
+            handler._execute(transforms, *path_args, **path_kwargs)
+        else:
+            handler._execute(transforms)
         # The request has been handed over; keep no reference to it.
         return None

@@ -701,7 +701,8 @@ class HTTP1Connection(httputil.HTTPConnection):
             self._on_delegate_error(e)
             return
         if result is None:
-            self._after_head()
+            if parser.in_body:  # (a bodiless request has nothing to set up)
+                self._after_head()
         else:
             self._wait_for(result, self._after_head)
 
@@ -1185,7 +1186,13 @@ class HTTP1ServerConnection:
                 current._backlog_paused = True
                 self.stream._pause_reading()
         elif current._waiting is None:
-            _guarded_run(current)
+            # (_guarded_run inlined: this runs for every request.)
+            try:
+                current._run()
+            except Exception:
+                app_log.error("Uncaught exception in HTTP connection", exc_info=True)
+                current._abort()
+                current.close()
 
     def _start_header_timer(self) -> None:
         # No timer per connection: a shared sweeper per loop and timeout watches every
@@ -1221,13 +1228,24 @@ class HTTP1ServerConnection:
         if not self._serving or stream is None or stream.closed():
             # The peer left while the response was being written.
             return
-        connection = self._new_exchange()
-        parser = self._parser
+        # (_new_exchange and _start_header_timer inlined: this runs for every request.)
+        params = self.params
+        connection = HTTP1Connection(stream, False, params, self.context)
+        parser = connection._parser = self._parser
+        connection._server = self
+        parser.max_body_size = connection._max_body_size
+        self._current = connection
         parser.start_next_message()
         if self._paused:
             self._paused = False
             stream._resume_reading()
-        self._start_header_timer()
+        if params.header_timeout:
+            sweeper = self._idle_sweeper
+            if sweeper is None:
+                self._start_header_timer()
+            else:
+                self._idle_since = sweeper.loop.time()
+                sweeper.add(self)
         if parser.buffered:
             # A pipelined request is already here: parse it on the next loop
             # iteration, so that a long pipeline does not recurse.

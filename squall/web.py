@@ -322,7 +322,8 @@ class RequestHandler:
             set_close_callback = getattr(connection, "set_close_callback", None)
             if set_close_callback is not None:
                 set_close_callback(self._notify_connection_close)
-        self.initialize(**kwargs)
+        if kwargs or type(self).initialize is not RequestHandler._initialize:
+            self.initialize(**kwargs)
 
     def _initialize(self) -> None:
         pass
@@ -854,10 +855,12 @@ class RequestHandler:
         if set_close_callback is not None:
             # The connection would otherwise keep this handler alive through the callback.
             set_close_callback(None)
-        self._log()
+        self.application.log_request(self)
         self._finished = True
         self.on_finish()
-        self._break_cycles()
+        # UI modules hold the handler; dropping them lets reference counting free both.
+        self._ui_namespace = None
+        self._active_modules = None
         return future
 
     def _clear_representation_headers(self) -> None:
@@ -870,11 +873,6 @@ class RequestHandler:
         writes nothing more."""
         self._finished = True
         return self.request.connection.detach()  # type: ignore[union-attr]
-
-    def _break_cycles(self) -> None:
-        # UI modules hold the handler; dropping them lets reference counting free both.
-        self._ui_namespace = None
-        self._active_modules = None
 
     def send_error(self, status_code: int = 500, **kwargs: Any) -> None:
         """Send an error page via :meth:`write_error`."""
@@ -1169,9 +1167,6 @@ class RequestHandler:
     def _request_summary(self) -> str:
         request = self.request
         return f"{request.method} {request.uri} ({request.remote_ip})"
-
-    def _log(self) -> None:
-        self.application.log_request(self)
 
     def _ui_module(self, name: str, module: Type["UIModule"]) -> Callable[..., Union[str, bytes]]:
         def render(*args: Any, **kwargs: Any) -> Union[str, bytes]:

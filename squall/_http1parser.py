@@ -404,17 +404,14 @@ class HTTP1Parser:
                     request_line = _new_tuple(RequestStartLine, match.groups())
                     values = headers._values
                     hosts = values.get("Host")
-                    if (
-                        hosts is not None
-                        and len(hosts) == 1
-                        and hosts[0] == self._valid_host
-                        and "Content-Length" not in values
-                        and "Transfer-Encoding" not in values
-                    ):
+                    if hosts is not None and len(hosts) == 1 and hosts[0] == self._valid_host:
                         # A keep-alive client's usual request: the Host it sent
-                        # before, and no body. (_informational stays False on a
-                        # server: only responses set it.)
-                        self._framing = _NO_BODY
+                        # before, already validated. (_informational stays False
+                        # on a server: only responses set it.)
+                        if "Content-Length" not in values and "Transfer-Encoding" not in values:
+                            self._framing = _NO_BODY
+                        else:
+                            self._framing = self._body_framing(headers, allow_until_close=False)
                     else:
                         self._framing = self._request_framing(request_line, headers)
                     self._state = _S_BODY_START
@@ -517,19 +514,25 @@ class HTTP1Parser:
             # The buffer is empty while bytes are held directly: the rest moves there.
             self._buffer += memoryview(direct)[count:]
             return direct[:count]
-        available = len(self._buffer) - self._pos
+        buffer = self._buffer
+        pos = self._pos
+        available = len(buffer) - pos
         if available <= 0:
             return None
-        count = min(available, limit, self.chunk_size)
-        pos = self._pos
-        if pos == 0 and count == len(self._buffer):
-            data = bytes(self._buffer)
-            self._buffer.clear()
+        # (Comparisons instead of min(): this runs for every piece of every body.)
+        count = available if available < limit else limit
+        if count > self.chunk_size:
+            count = self.chunk_size
+        if pos == 0 and count == available:
+            data = bytes(buffer)
+            buffer.clear()
             self._scan = 0
         else:
-            data = bytes(self._buffer[pos : pos + count])
-            self._pos = pos + count
-            self._compact()
+            end = pos + count
+            data = bytes(buffer[pos:end])
+            self._pos = end
+            if end > 65536:
+                self._compact()
         return data
 
     def _read_length_body(self) -> Optional[Event]:
@@ -626,6 +629,13 @@ class HTTP1Parser:
 
 
 def _parse_content_length(headers: HTTPHeaders) -> int:
+    values = headers._values["Content-Length"]
+    if len(values) == 1:
+        value = values[0]
+        # One plain number, the usual case: ASCII digits only (isdigit alone would
+        # take the latin1 superscripts too).
+        if value.isascii() and value.isdigit() and len(value) <= 18:
+            return int(value)
     pieces = set()
     for value in headers.get_list("Content-Length"):
         for piece in value.split(","):

@@ -131,6 +131,11 @@ def test_take_unparsed_returns_bytes_after_message():
         (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1_0\r\n\r\n", "Only integer"),
         (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0x1\r\n\r\n", "Only integer"),
         (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: \xd9\xa3\r\n\r\n", "Only integer"),
+        (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: \xb2\r\n\r\n", "Only integer"),
+        (
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1234567890123456789\r\n\r\n",
+            "Only integer",
+        ),
         (
             b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
             "unequal",
@@ -580,3 +585,17 @@ def test_response_head_fields_agree_with_general_parse(status_line, fields):
         return
     assert error is None and event is not None
     assert list(event[2].get_all()) == expected
+
+
+def test_body_framing_is_checked_again_when_the_host_is_already_known():
+    # The second request repeats the Host, which skips its validation, not the framing.
+    parser = HTTP1Parser(False)
+    evts = events(parser, b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 007\r\n\r\n1234567")
+    assert body_of(evts) == b"1234567" and evts[-1] == (END,)
+    parser.start_next_message()
+    with pytest.raises(ParseError, match="both Transfer-Encoding and Content-Length"):
+        events(
+            parser,
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n",
+        )

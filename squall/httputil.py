@@ -469,13 +469,14 @@ class HTTPServerRequest:
         self.method = method
         self.uri = uri
         self.version = version
-        self.headers = headers if headers is not None else HTTPHeaders()
+        if headers is None:
+            headers = HTTPHeaders()
+        self.headers = headers
         self.body = body or b""
         context = getattr(connection, "context", None)
         self.remote_ip = getattr(context, "remote_ip", None)
         self.protocol = getattr(context, "protocol", "http")
         if not host:
-            headers = self.headers
             if type(headers) is HTTPHeaders:
                 hosts = headers._values.get("Host")
                 host = (hosts[0] if len(hosts) == 1 else headers["Host"]) if hosts else None
@@ -494,10 +495,10 @@ class HTTPServerRequest:
         self._start_time = time.time()
         self._finish_time: Optional[float] = None
         self._cookies: Optional[dict[str, http.cookies.Morsel]] = None
-        path, question, query = uri.partition("?")
-        self.path = path
-        self.query = query
-        if question:
+        if "?" in uri:
+            path, _, query = uri.partition("?")
+            self.path = path
+            self.query = query
             self.query_arguments = _parse_qs_bytes(
                 query, _active_parse_body_config.urlencoded.max_arguments
             )
@@ -505,6 +506,9 @@ class HTTPServerRequest:
                 name: list(values) for name, values in self.query_arguments.items()
             }
         else:
+            # Most requests: no split and no argument parsing.
+            self.path = uri
+            self.query = ""
             self.query_arguments = {}
             self.arguments = {}
         self.body_arguments: dict[str, list[bytes]] = {}

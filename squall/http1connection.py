@@ -17,7 +17,7 @@ import asyncio
 import re
 import zlib
 from collections.abc import Awaitable, Callable
-from typing import Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 from squall import httputil
 from squall._http1parser import (
@@ -448,8 +448,7 @@ class HTTP1Connection(httputil.HTTPConnection):
             self._body_allowed = True
             self._keep_alive = not self.no_keep_alive
         else:
-            assert isinstance(start_line, httputil.ResponseStartLine)
-            first_line = self._server_response_head(start_line, headers)
+            first_line = self._server_response_head(start_line, headers)  # type: ignore[arg-type]
         values = headers._values
         lengths = values.get("Content-Length")
         if lengths is not None and self._body_allowed:
@@ -670,7 +669,8 @@ class HTTP1Connection(httputil.HTTPConnection):
                     and self._can_keep_alive(start_line, headers)
                 )
         else:
-            assert isinstance(start_line, httputil.RequestStartLine)
+            if TYPE_CHECKING:  # (no isinstance call per request at run time)
+                assert isinstance(start_line, httputil.RequestStartLine)
             server = self._server
             assert server is not None
             server._idle_since = None  # (what _head_received does)

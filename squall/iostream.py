@@ -686,10 +686,21 @@ class BaseIOStream:
     def write(self, data: bytes | memoryview) -> asyncio.Future[None]:
         """Write ``data``; the Future resolves once everything written so far has left
         squall's buffers."""
-        self._check_closed()
-        if data:
-            self._write_nowait(data)
+        if self._closed:
+            raise StreamClosedError(real_error=self.error)
         transport = self._write_transport
+        if (
+            type(data) is bytes
+            and transport is not None
+            and self.max_write_buffer_size is None
+            and self._write_buffer is None
+        ):
+            # The common case (a response to a connected peer, no write limit): straight
+            # to the transport, none of _write_nowait's checks apply.
+            if data:
+                transport.write(data)
+        elif data:
+            self._write_nowait(data)
         if (
             transport is not None
             and self._settles_on_write_transport

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from functools import partial
-from typing import Any, Optional, Pattern, Sequence, Union
+from typing import TYPE_CHECKING, Any, Optional, Pattern, Sequence, Union
 from urllib.parse import quote as _url_quote
 from urllib.parse import unquote_to_bytes
 
@@ -76,7 +76,8 @@ class _RoutingDelegate(httputil.HTTPMessageDelegate):
         start_line: httputil.RequestStartLine | httputil.ResponseStartLine,
         headers: httputil.HTTPHeaders,
     ) -> Any:
-        assert isinstance(start_line, httputil.RequestStartLine)
+        if TYPE_CHECKING:  # (no isinstance call per request at run time)
+            assert isinstance(start_line, httputil.RequestStartLine)
         request_conn = self.request_conn
         assert request_conn is not None
         request = httputil.HTTPServerRequest(

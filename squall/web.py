@@ -655,8 +655,12 @@ class RequestHandler:
         """Buffer output; a dict is sent as JSON with the JSON content type."""
         if self._finished:
             raise RuntimeError("Cannot write() after finish()")
-        if isinstance(chunk, bytes):
-            self._write_buffer.append(chunk)
+        kind = type(chunk)
+        if kind is str:
+            self._write_buffer.append(chunk.encode("utf-8"))  # type: ignore[union-attr]
+            return
+        if kind is bytes or isinstance(chunk, bytes):
+            self._write_buffer.append(chunk)  # type: ignore[arg-type]
             return
         if isinstance(chunk, str):
             self._write_buffer.append(chunk.encode("utf-8"))

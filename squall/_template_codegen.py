@@ -35,11 +35,23 @@ def escape_html(value: Any) -> str:
     """The same text as ``xhtml_escape`` gives, for any value a template prints."""
     kind = value.__class__
     if kind is str:
-        # isalnum() is several times cheaper than the regex and answers for the
-        # common word-like values (no letter or digit needs escaping).
-        if value.isalnum() or _NEEDS_ESCAPE(value) is None:
+        # isalnum() answers at once for word-like values. Otherwise five substring
+        # tests (each a fast scan) and only the replacements needed cost less than a
+        # regex search followed by all five replacements. "&" goes first so that the
+        # entities added after it are not escaped again.
+        if value.isalnum():
             return value  # type: ignore[no-any-return]
-        return _replace_specials(value)
+        if "&" in value:
+            value = value.replace("&", "&amp;")
+        if "<" in value:
+            value = value.replace("<", "&lt;")
+        if ">" in value:
+            value = value.replace(">", "&gt;")
+        if '"' in value:
+            value = value.replace('"', "&quot;")
+        if "'" in value:
+            value = value.replace("'", "&#x27;")
+        return value  # type: ignore[no-any-return]
     if kind is int or kind is float:
         # Their text never holds a character that needs escaping.
         return str(value)

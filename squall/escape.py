@@ -56,10 +56,53 @@ def xhtml_unescape(value: str | bytes) -> str:
     return _ENTITY.sub(_decode_entity, to_unicode(value))
 
 
+def _compact_encoder() -> Callable[[Any], str] | None:
+    # json.dumps builds a new C encoder on every call, which costs several times what
+    # encoding a small object does. One C encoder with json.dumps' default settings,
+    # made once, gives the same text. It runs without a circular-reference registry
+    # (a shared one would not be thread-safe); a cycle ends in RecursionError, and
+    # json_encode then lets json.dumps report it the usual way.
+    try:
+        from json.encoder import (  # type: ignore[attr-defined]
+            c_make_encoder,
+            encode_basestring_ascii,
+        )
+    except ImportError:
+        return None
+    if c_make_encoder is None:
+        return None
+    encoder = c_make_encoder(
+        None,  # no circular-reference registry (see above)
+        json.JSONEncoder().default,
+        encode_basestring_ascii,
+        None,  # indent
+        ": ",
+        ", ",
+        False,  # sort_keys
+        False,  # skipkeys
+        True,  # allow_nan
+    )
+
+    def encode(value: Any) -> str:
+        return "".join(encoder(value, 0))
+
+    return encode
+
+
+_encode_json = _compact_encoder()
+
+
 def json_encode(value: Any) -> str:
     """JSON-encode ``value``, safe to embed inside an HTML ``<script>`` element."""
+    if _encode_json is None:
+        text = json.dumps(value)
+    else:
+        try:
+            text = _encode_json(value)
+        except RecursionError:
+            text = json.dumps(value)  # names a cycle as such (or fails the same way)
     # "</" would let a string close the surrounding script tag.
-    return json.dumps(value).replace("</", "<\\/")
+    return text.replace("</", "<\\/")
 
 
 def json_decode(value: str | bytes) -> Any:

@@ -1221,7 +1221,11 @@ class RequestHandler:
             if self._stream_request_body:
                 return _spawn(self._execute_rest(None, prepared=True))
             name = _METHOD_ATTRIBUTES.get(method) or method.lower()  # type: ignore[union-attr]
-            result = getattr(self, name)(*self.path_args, **self.path_kwargs)
+            path_args, path_kwargs = self.path_args, self.path_kwargs
+            if path_args or path_kwargs:
+                result = getattr(self, name)(*path_args, **path_kwargs)
+            else:
+                result = getattr(self, name)()
             if result is not None:
                 return _spawn(self._execute_rest(result, prepared=True, called=True))
             if self._auto_finish and not self._finished:

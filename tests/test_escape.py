@@ -1,3 +1,4 @@
+import json
 import urllib.parse
 
 import pytest
@@ -160,3 +161,32 @@ def test_parse_qs_bytes_agrees_with_stdlib(data, keep_blank, strict):
         }
     )
     assert outcome(lambda: parse_qs_bytes(data, keep_blank, strict)) == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"message": "Hello, World!"},
+        "a</b",
+        1.5,
+        float("nan"),
+        float("-inf"),
+        None,
+        [1, {"nested": [None, True]}],
+        {"\u00e9": "\u00fc\u2028"},
+        {1: 2, 2.5: 3, None: 4, False: 5},
+    ],
+)
+def test_json_encode_gives_the_text_json_dumps_gives(value: object) -> None:
+    assert json_encode(value) == json.dumps(value).replace("</", "<\\/")
+
+
+def test_json_encode_names_a_cycle_and_an_unserializable_value() -> None:
+    cycle: list = []
+    cycle.append(cycle)
+    with pytest.raises(ValueError, match="Circular reference"):
+        json_encode(cycle)
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        json_encode({"a": object()})
+    # A failure leaves the shared encoder usable.
+    assert json_encode({"a": 1}) == '{"a": 1}'

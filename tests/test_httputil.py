@@ -263,13 +263,15 @@ def _stdlib_query_arguments(query, max_arguments):
 @settings(max_examples=300, deadline=None)
 @given(
     st.lists(
-        st.sampled_from(["a", "b", "=", "&", "+", " ", "\xe9", "%41", "%", "%zz", "a=1"]),
+        st.sampled_from(
+            ["a", "b", "=", "&", "+", " ", "\xe9", "%41", "%", "%zz", "a=1", "%e9", "%C3%A9", "%2B"]
+        ),
         max_size=12,
     ).map("".join),
     st.sampled_from([1, 2, 3, 1000]),
 )
 def test_query_arguments_match_the_stdlib_parse_qs(query, max_arguments):
-    # The escape-free fast path must split exactly as urllib.parse.parse_qs does.
+    # The fast path must split and unquote exactly as urllib.parse.parse_qs does.
     expected = _stdlib_query_arguments(query, max_arguments)
     try:
         parsed = httputil._parse_qs_bytes(query, max_arguments)

@@ -1,13 +1,15 @@
 """Squall against Tornado, side by side in one run: ``python -m bench`` (or ``make bench``).
 
-Each server runs alone, pinned to one core, with the load generator on the other. Every
-figure is the median of ``--runs`` runs; ratios compare figures from this same run only.
+Each server is pinned to one core, with the load generator on the other; only one is under
+load at a time, and the contenders take turns run by run. Every figure is the median of
+``--runs`` runs; ratios compare figures from this same run only.
 Writes ``bench/results/latest.md`` (and ``latest.png`` when matplotlib is installed).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import os
 import platform
@@ -51,39 +53,44 @@ class Row:
 
 def http_rows(runs: int, seconds: float) -> list[Row]:
     rows = []
-    for path, label in (("/plain", "plain text"), ("/json", "JSON"), ("/page", "template page")):
-        row = Row(f"HTTP {label} (RequestHandler, 64 conns)", "req/s")
-        latency = Row(f"HTTP {label} p99 latency", "ms", lower_is_better=True)
-        kinds = (
-            ["ceiling", "tornado-web", "squall-web"]
-            if path == "/plain"
-            else [
-                "tornado-web",
-                "squall-web",
-            ]
-        )
-        for kind in kinds:
-            with server(kind) as (port, _):
-                url = f"http://127.0.0.1:{port}{path}"
-                run_wrk(url, 1)  # warm-up
-                results = []
-                for _ in range(runs):
+    kinds = ["ceiling", "tornado-web", "squall-web"]
+    with contextlib.ExitStack() as stack:
+        # Every server is up for the whole section (an idle one costs nothing) and the
+        # runs take turns, so a slow spell of a shared machine hits each server alike
+        # instead of whichever happened to be measured then.
+        ports = {kind: stack.enter_context(server(kind))[0] for kind in kinds}
+        for path, label in (
+            ("/plain", "plain text"),
+            ("/json", "JSON"),
+            ("/page", "template page"),
+        ):
+            row = Row(f"HTTP {label} (RequestHandler, 64 conns)", "req/s")
+            latency = Row(f"HTTP {label} p99 latency", "ms", lower_is_better=True)
+            contenders = kinds if path == "/plain" else kinds[1:]
+            urls = {kind: f"http://127.0.0.1:{ports[kind]}{path}" for kind in contenders}
+            for kind in contenders:
+                run_wrk(urls[kind], 1)  # warm-up
+            results: dict[str, list[WrkResult]] = {kind: [] for kind in contenders}
+            for _ in range(runs):
+                for kind in contenders:
                     # wrk resets its connections mid-request when a run ends; on uvloop the
-                    # next run's first reads can then lag by ~300 ms, which would be measured
-                    # as the server's tail latency. Let the teardown settle first.
+                    # next run's first reads can then lag by ~300 ms, which would be
+                    # measured as the server's tail latency. Let the teardown settle first.
                     time.sleep(PAUSE_BETWEEN_RUNS)
-                    results.append(run_wrk(url, seconds))
-                result: WrkResult = median_result(results)
-            who = kind.partition("-")[0]
-            row.figures[who] = result.requests_per_second
-            latency.figures[who] = result.p99_ms
-            row.extra[who] = f"p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms" + (
-                f", {result.errors} errors" if result.errors else ""
-            )
-            print(
-                f"  {label:14} {who:8} {result.requests_per_second:10.0f} req/s  {row.extra[who]}"
-            )
-        rows += [row, latency]
+                    results[kind].append(run_wrk(urls[kind], seconds))
+            for kind in contenders:
+                result: WrkResult = median_result(results[kind])
+                who = kind.partition("-")[0]
+                row.figures[who] = result.requests_per_second
+                latency.figures[who] = result.p99_ms
+                row.extra[who] = f"p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms" + (
+                    f", {result.errors} errors" if result.errors else ""
+                )
+                print(
+                    f"  {label:14} {who:8} {result.requests_per_second:10.0f} req/s  "
+                    f"{row.extra[who]}"
+                )
+            rows += [row, latency]
     return rows
 
 
@@ -208,8 +215,8 @@ def bar_chart(rows: list[Row], path: str) -> bool:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--idle", type=int, default=5000, help="idle connections to hold")
     parser.add_argument("--client-requests", type=int, default=10000)
     parser.add_argument("--only", default="http,template,websocket,memory,client")

@@ -44,8 +44,8 @@ class Row:
     extra: dict[str, str] = field(default_factory=dict)
     lower_is_better: bool = False
 
-    def ratio(self) -> float:
-        squall, tornado = self.figures.get("squall"), self.figures.get("tornado")
+    def ratio(self, against: str = "tornado") -> float:
+        squall, tornado = self.figures.get("squall"), self.figures.get(against)
         if not squall or not tornado:
             return float("nan")
         return tornado / squall if self.lower_is_better else squall / tornado
@@ -53,7 +53,7 @@ class Row:
 
 def http_rows(runs: int, seconds: float) -> list[Row]:
     rows = []
-    kinds = ["ceiling", "tornado-web", "squall-web"]
+    kinds = ["ceiling", "tornado-web", "tornado+uvloop-web", "squall-web"]
     with contextlib.ExitStack() as stack:
         # Every server is up for the whole section (an idle one costs nothing) and the
         # runs take turns, so a slow spell of a shared machine hits each server alike
@@ -171,8 +171,9 @@ def markdown(rows: list[Row], runs: int) -> str:
         f"{os.cpu_count()} cores, Python {platform.python_version()}; "
         f"median of {runs} runs per figure; server on core 0, load on core 1.",
         "",
-        "| benchmark | unit | squall | Tornado | squall/Tornado | ceiling | squall/ceiling |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| benchmark | unit | squall | Tornado | squall/Tornado | Tornado on uvloop "
+        "| squall/(Tornado on uvloop) | ceiling | squall/ceiling |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         f = row.figures
@@ -184,6 +185,8 @@ def markdown(rows: list[Row], runs: int) -> str:
             f"{f['squall']:.1f}" if "squall" in f else "-",
             f"{f['tornado']:.1f}" if "tornado" in f else "-",
             f"{row.ratio():.2f}x",
+            f"{f['tornado+uvloop']:.1f}" if "tornado+uvloop" in f else "",
+            f"{row.ratio('tornado+uvloop'):.2f}x" if "tornado+uvloop" in f else "",
             f"{ceiling:.0f}" if ceiling else "",
             f"{f['squall'] / ceiling:.2f}" if ceiling and "squall" in f else "",
         ]

@@ -831,6 +831,7 @@ class RequestHandler:
                         cls.set_etag_header is _STOCK_SET_ETAG_HEADER
                         and cls.compute_etag is _STOCK_COMPUTE_ETAG
                         and cls.check_etag_header is _STOCK_CHECK_ETAG_HEADER
+                        and cls.set_header is _STOCK_SET_HEADER
                         and "If-None-Match" not in request.headers._values
                     ):
                         # The stock methods, with no condition to check: the quoted hex
@@ -848,9 +849,11 @@ class RequestHandler:
                 self._clear_representation_headers()
             elif "Content-Length" not in stored:
                 buffer = self._write_buffer
-                stored["Content-Length"] = [
-                    str(len(buffer[0]) if len(buffer) == 1 else sum(map(len, buffer)))
-                ]
+                length = str(len(buffer[0]) if len(buffer) == 1 else sum(map(len, buffer)))
+                if type(self).set_header is _STOCK_SET_HEADER:
+                    stored["Content-Length"] = [length]
+                else:
+                    self.set_header("Content-Length", length)  # (an override wants to see it)
         future = self.flush(include_footers=True)
         connection = self.request.connection
         assert connection is not None
@@ -859,7 +862,7 @@ class RequestHandler:
         if set_close_callback is not None:
             # The connection would otherwise keep this handler alive through the callback.
             set_close_callback(None)
-        self.application.log_request(self)
+        self._log()
         self._finished = True
         self.on_finish()
         # UI modules hold the handler; dropping them lets reference counting free both.
@@ -1172,6 +1175,10 @@ class RequestHandler:
         request = self.request
         return f"{request.method} {request.uri} ({request.remote_ip})"
 
+    def _log(self) -> None:
+        # Kept as a method: Tornado applications override it to replace access logging.
+        self.application.log_request(self)
+
     def _ui_module(self, name: str, module: Type["UIModule"]) -> Callable[..., Union[str, bytes]]:
         def render(*args: Any, **kwargs: Any) -> Union[str, bytes]:
             active = self._active_modules
@@ -1312,6 +1319,7 @@ _OK_START_LINE = httputil.ResponseStartLine("HTTP/1.1", 200, "OK")
 _STOCK_SET_ETAG_HEADER = RequestHandler.set_etag_header
 _STOCK_COMPUTE_ETAG = RequestHandler.compute_etag
 _STOCK_CHECK_ETAG_HEADER = RequestHandler.check_etag_header
+_STOCK_SET_HEADER = RequestHandler.set_header
 
 
 _background_tasks: set = set()

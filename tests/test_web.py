@@ -959,3 +959,37 @@ class TestAsyncFailures:
         assert response.code == 500
         assert self.task.cancelled()
         assert not [r for r in caplog.records if r.name == "squall.application"]
+
+
+class TestOverriddenResponseHooks:
+    """Overrides that Tornado applications rely on keep being called on the fast path."""
+
+    @pytest.fixture
+    def app(self):
+        self.calls = []
+        calls = self.calls
+
+        class Recording(RequestHandler):
+            def set_header(self, name, value):
+                calls.append(("set_header", name))
+                super().set_header(name, value)
+
+            def _log(self):
+                calls.append("_log")
+
+            def get(self):
+                self.write("recorded")
+
+        return Application([("/", Recording)])
+
+    async def test_overridden_set_header_sees_etag_and_content_length(self, fetch):
+        response = await fetch("/")
+        assert response.body == b"recorded"
+        assert ("set_header", "Etag") in self.calls
+        assert ("set_header", "Content-Length") in self.calls
+        assert response.headers["Etag"].startswith('"')
+        assert response.headers["Content-Length"] == "8"
+
+    async def test_overridden_log_replaces_access_log(self, fetch):
+        await fetch("/")
+        assert self.calls.count("_log") == 1

@@ -466,7 +466,8 @@ class HTTP1Connection(httputil.HTTPConnection):
         lines = [first_line]
         for name, items in values.items():
             if len(items) == 1:
-                lines.append(name + ": " + items[0])
+                # (An f-string, as below: HTTPHeaders.add keeps a non-str value as given.)
+                lines.append(f"{name}: {items[0]}")
             else:
                 for value in items:
                     lines.append(f"{name}: {value}")

@@ -459,3 +459,36 @@ def test_writing_more_or_less_than_content_length_is_an_error():
             raise AssertionError("short body accepted")
 
     run(main)
+
+
+def test_non_str_header_values_are_written_as_text():
+    # HTTPHeaders.add stores a non-str value as given; the head shows its text whether
+    # the name holds one value or several.
+    async def main():
+        client, server = await stream_pair()
+
+        class Handler(HTTPMessageDelegate):
+            def __init__(self, connection):
+                self.connection = connection
+
+            def finish(self):
+                headers = HTTPHeaders({"Content-Length": "2"})
+                headers.add("X-Single", 5)
+                headers.add("X-Pair", 1)
+                headers.add("X-Pair", 2)
+                self.connection.write_headers(ResponseStartLine("HTTP/1.1", 200, "OK"), headers)
+                self.connection.write(b"ok")
+                self.connection.finish()
+
+        class App(HTTPServerConnectionDelegate):
+            def start_request(self, server_conn, request_conn):
+                return Handler(request_conn)
+
+        HTTP1ServerConnection(server).start_serving(App())
+        await client.write(b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+        data = await client.read_until_close()
+        assert b"\r\nX-Single: 5\r\n" in data
+        assert b"\r\nX-Pair: 1\r\nX-Pair: 2\r\n" in data
+        assert data.endswith(b"\r\n\r\nok")
+
+    run(main)

@@ -298,3 +298,48 @@ async def test_accepted_connection_leaves_no_reference_cycle():
         assert leftovers == []
     finally:
         server.stop()
+
+
+async def test_connections_waiting_together_are_accepted_in_one_loop_pass():
+    # A burst of connects must not be accepted one per loop pass (libuv's way, which
+    # uvloop's create_server inherits): each pass also serves every connection accepted so
+    # far, so the last of a 64-connection burst against a busy server waited ~300 ms.
+    loop = asyncio.get_running_loop()
+    passes = 0
+
+    def count_pass():
+        nonlocal passes
+        passes += 1
+        if passes < 1000:
+            loop.call_soon(count_pass)
+
+    class Recorder(TCPServer):
+        def __init__(self):
+            super().__init__()
+            self.seen_at_pass = []
+
+        def handle_stream(self, stream, address):
+            self.seen_at_pass.append(passes)
+            stream.close()
+
+    sock, port = listening_socket()
+    server = Recorder()
+    server.add_socket(sock)
+    clients = []
+    try:
+        # Blocking connects on loopback: all of them wait in the listen queue at once.
+        for _ in range(8):
+            clients.append(socket.create_connection(("127.0.0.1", port)))
+        loop.call_soon(count_pass)
+        for _ in range(200):
+            if len(server.seen_at_pass) == len(clients):
+                break
+            await asyncio.sleep(0.005)
+        assert len(server.seen_at_pass) == len(clients)
+        # Nothing else runs here, so one readiness event is one or two passes apart at most.
+        assert max(server.seen_at_pass) - min(server.seen_at_pass) <= 1
+    finally:
+        passes = 1000
+        for client in clients:
+            client.close()
+        server.stop()

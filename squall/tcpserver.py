@@ -295,16 +295,29 @@ class _AcceptLoop:
             app_log.error("Error adopting an accepted connection", exc_info=True)
             connection.close()
             return
-        waiter.add_done_callback(functools.partial(_finish_adopting, coroutine))
+        _resume_adopting(self._loop, coroutine, waiter)
 
 
-def _finish_adopting(coroutine: Any, waiter: asyncio.Future[Any]) -> None:
+def _resume_adopting(loop: asyncio.AbstractEventLoop, coroutine: Any, waiter: Any) -> None:
+    # Resume the coroutine when what it waits for is done; anything but a future (a bare
+    # yield) resumes on the next loop iteration.
+    add_done_callback = getattr(waiter, "add_done_callback", None)
+    if add_done_callback is None:
+        loop.call_soon(_step_adopting, loop, coroutine, None)
+    else:
+        add_done_callback(functools.partial(_step_adopting, loop, coroutine))
+
+
+def _step_adopting(loop: asyncio.AbstractEventLoop, coroutine: Any, _done: Any) -> None:
     try:
-        coroutine.send(None)
+        waiter = coroutine.send(None)
     except StopIteration:
-        pass
+        return
     except Exception:
-        pass  # the connection failed before connection_made; the loop closed its transport
+        # The connection failed before connection_made; the loop closed its transport.
+        app_log.debug("An accepted connection failed while starting", exc_info=True)
+        return
+    _resume_adopting(loop, coroutine, waiter)
 
 
 def _result_or_log(future: asyncio.Future[Any]) -> None:

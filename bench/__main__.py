@@ -16,7 +16,6 @@ import platform
 import re
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 
 from bench._harness import (
@@ -31,7 +30,6 @@ from bench._harness import (
 )
 
 RESULTS_DIR = os.path.join(ROOT, "bench", "results")
-PAUSE_BETWEEN_RUNS = 1.0  # seconds
 
 
 @dataclass
@@ -73,10 +71,6 @@ def http_rows(runs: int, seconds: float) -> list[Row]:
             results: dict[str, list[WrkResult]] = {kind: [] for kind in contenders}
             for _ in range(runs):
                 for kind in contenders:
-                    # wrk resets its connections mid-request when a run ends; on uvloop the
-                    # next run's first reads can then lag by ~300 ms, which would be
-                    # measured as the server's tail latency. Let the teardown settle first.
-                    time.sleep(PAUSE_BETWEEN_RUNS)
                     results[kind].append(run_wrk(urls[kind], seconds))
             for kind in contenders:
                 result: WrkResult = median_result(results[kind])

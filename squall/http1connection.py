@@ -484,12 +484,7 @@ class HTTP1Connection(httputil.HTTPConnection):
             raise httputil.HTTPOutputError("Non-latin1 header: %s" % e) from None
         if chunk:
             data += self._frame_body(chunk)
-        stream = self.stream
-        if stream is None or stream.closed():
-            return _closed_future()
-        future: Future[None] = stream.write(data)
-        self._last_write = future
-        return future
+        return self._write(data)
 
     def _server_response_head(
         self, start_line: httputil.ResponseStartLine, headers: httputil.HTTPHeaders

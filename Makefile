@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench install clean
+.PHONY: run test test-compiled lint bench install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,11 @@ run: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 tests
 	SQUALL_NO_UVLOOP=1 $(PY) -m pytest -q -n 2 tests --deselect tests/test_chat_browser.py
+
+# The suite against a copy whose HTTP/1 core is compiled with mypyc (needs a C compiler);
+# an experiment on the way to a faster core, not part of `make test`.
+test-compiled: $(STAMP)
+	$(PY) -m bench.compiled --test
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check squall tests

@@ -52,11 +52,16 @@ class Row:
 def http_rows(runs: int, seconds: float) -> list[Row]:
     rows = []
     kinds = ["ceiling", "tornado-web", "tornado+uvloop-web", "squall-web"]
+    cwds = {kind: ROOT for kind in kinds}
+    compiled_tree = build_compiled_core()
+    if compiled_tree is not None:
+        kinds.append("squall+compiled-web")
+        cwds["squall+compiled-web"] = compiled_tree
     with contextlib.ExitStack() as stack:
         # Every server is up for the whole section (an idle one costs nothing) and the
         # runs take turns, so a slow spell of a shared machine hits each server alike
         # instead of whichever happened to be measured then.
-        ports = {kind: stack.enter_context(server(kind))[0] for kind in kinds}
+        ports = {kind: stack.enter_context(server(kind, cwd=cwds[kind]))[0] for kind in kinds}
         for path, label in (
             ("/plain", "plain text"),
             ("/json", "JSON"),
@@ -85,7 +90,31 @@ def http_rows(runs: int, seconds: float) -> list[Row]:
                     f"{row.extra[who]}"
                 )
             rows += [row, latency]
+            if "squall+compiled" in row.figures:
+                rows += [
+                    _compiled_variant(row, f"HTTP {label}, squall with compiled core"),
+                    _compiled_variant(latency, f"HTTP {label} p99 latency, compiled core"),
+                ]
     return rows
+
+
+def _compiled_variant(row: Row, name: str) -> Row:
+    # The compiled core's figure in squall's place, against the same Tornado figures.
+    figures = dict(row.figures)
+    figures["squall"] = figures.pop("squall+compiled")
+    del row.figures["squall+compiled"]
+    return Row(name, row.unit, figures, lower_is_better=row.lower_is_better)
+
+
+def build_compiled_core() -> str | None:
+    """The tree with squall's HTTP/1 core compiled by mypyc, or None when it cannot be built."""
+    from bench import compiled
+
+    try:
+        return compiled.build()
+    except (ImportError, OSError, subprocess.CalledProcessError) as error:
+        print(f"  (no compiled-core contender: {error})")
+        return None
 
 
 def idle_memory_rows(connections: int) -> list[Row]:

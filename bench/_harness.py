@@ -42,12 +42,15 @@ def wait_for_port(port: int, timeout: float = 15.0) -> None:
 
 
 @contextlib.contextmanager
-def server(kind: str, env: dict[str, str] | None = None) -> Iterator[tuple[int, subprocess.Popen]]:
-    """Run ``bench.servers KIND`` on the server core; yield its port and process."""
+def server(
+    kind: str, env: dict[str, str] | None = None, cwd: str = ROOT
+) -> Iterator[tuple[int, subprocess.Popen]]:
+    """Run ``bench.servers KIND`` (from the tree at ``cwd``) on the server core; yield its
+    port and process."""
     port = free_port()
     process = subprocess.Popen(
         pinned(SERVER_CORE, [sys.executable, "-m", "bench.servers", kind, str(port)]),
-        cwd=ROOT,
+        cwd=cwd,
         env={**os.environ, **(env or {})},
         stdout=subprocess.DEVNULL,
     )

@@ -2,7 +2,8 @@
 
 Kinds:
 - ``squall-web`` / ``tornado-web``: an Application with ``/plain`` (text), ``/json`` and
-  ``/page``; ``tornado+uvloop-web`` is Tornado's on uvloop's event loop.
+  ``/page``; ``tornado+uvloop-web`` is Tornado's on uvloop's event loop, and
+  ``squall+compiled-web`` squall's run from the copy with a compiled core (bench.compiled).
 - ``squall-template`` / ``tornado-template``: ``/page`` renders a child template with 100 rows.
 - ``squall-echo`` / ``tornado-echo``: a WebSocket echo handler on ``/ws``.
 - ``ceiling``: a bare asyncio protocol answering every request with a fixed response,
@@ -89,7 +90,7 @@ async def serve(kind: str, port: int) -> None:
             await server.serve_forever()
         return
     framework, _, what = kind.partition("-")
-    app = _application(framework.removesuffix("+uvloop"), what)
+    app = _application(framework.partition("+")[0], what)
     app.listen(port, "127.0.0.1", backlog=2048)
     print("ready", flush=True)
     await asyncio.Event().wait()
@@ -101,13 +102,13 @@ def main() -> None:
         # the ceiling runs on the loop squall picks by default, so its figure is comparable
         importlib.import_module("squall.ioloop")
     else:
-        framework = kind.partition("-")[0]
-        if framework.endswith("+uvloop"):
+        framework, _, variant = kind.partition("-")[0].partition("+")
+        if variant == "uvloop":
             # Tornado on uvloop: shows how much of squall's lead is its own code
             import uvloop
 
             asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-            framework = framework.removesuffix("+uvloop")
+        # ("squall+compiled" is plain squall, run from the compiled copy bench.compiled makes.)
         # importing first lets squall install its loop policy (uvloop) before the loop exists
         importlib.import_module(framework + ".web")
     asyncio.run(serve(kind, port))

@@ -321,10 +321,11 @@ class HTTP1Connection(httputil.HTTPConnection):
             or getattr(stream, "max_buffer_size", None)
             or DEFAULT_MAX_BODY_SIZE
         )
-        self._parser: HTTP1Parser = (
+        # A server exchange gets the connection's parser from HTTP1ServerConnection.
+        self._parser: Optional[HTTP1Parser] = (
             HTTP1Parser(True, params.max_header_size, self._max_body_size, params.chunk_size)
             if is_client
-            else None  # type: ignore[assignment]  # set by HTTP1ServerConnection
+            else None
         )
         self._server: Optional[HTTP1ServerConnection] = None
         self._delegate: Optional[httputil.HTTPMessageDelegate] = None
@@ -439,7 +440,9 @@ class HTTP1Connection(httputil.HTTPConnection):
             first_line = "%s %s HTTP/1.1" % (start_line.method, start_line.path)
             self._request_start_line = start_line
             self._request_headers = headers
-            self._parser.expect_response(start_line.method)
+            parser = self._parser
+            assert parser is not None
+            parser.expect_response(start_line.method)
             self._chunking_output = (
                 start_line.method in ("POST", "PUT", "PATCH")
                 and "Content-Length" not in headers
@@ -592,7 +595,9 @@ class HTTP1Connection(httputil.HTTPConnection):
         return self._max_body_size
 
     def _on_client_data(self, data: bytes) -> None:
-        self._parser.feed(data)
+        parser = self._parser
+        assert parser is not None
+        parser.feed(data)
         if not self._scheduled and self._waiting is None and not self._stopped:
             _guarded_run(self)
 
@@ -600,6 +605,7 @@ class HTTP1Connection(httputil.HTTPConnection):
         """Turns parser events into delegate calls until input runs out or a wait starts."""
         self._scheduled = False
         parser = self._parser
+        assert parser is not None
         budget = _EVENTS_PER_TURN
         while not self._stopped and self._waiting is None:
             if self._end_pending:
@@ -651,6 +657,7 @@ class HTTP1Connection(httputil.HTTPConnection):
         headers: httputil.HTTPHeaders,
     ) -> None:
         parser = self._parser
+        assert parser is not None
         if self.is_client:
             assert isinstance(start_line, httputil.ResponseStartLine)
             if 100 <= start_line.code < 200 and start_line.code != 101:
@@ -703,7 +710,8 @@ class HTTP1Connection(httputil.HTTPConnection):
             self._wait_for(result, self._after_head)
 
     def _after_head(self) -> None:
-        if self._stopped or not self._parser.in_body:
+        parser = self._parser
+        if self._stopped or parser is None or not parser.in_body:
             return
         if self._expect_continue and not self._headers_written:
             stream = self.stream

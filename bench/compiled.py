@@ -42,7 +42,7 @@ def build(target: str = BUILD_DIR) -> str:
     shutil.copy(os.path.join(ROOT, "pyproject.toml"), target)
     with open(os.path.join(target, "setup_compiled.py"), "w") as setup_file:
         setup_file.write(_SETUP)
-    subprocess.run(
+    built = subprocess.run(
         [
             sys.executable,
             "setup_compiled.py",
@@ -51,9 +51,13 @@ def build(target: str = BUILD_DIR) -> str:
             "--inplace",
         ],
         cwd=target,
-        check=True,
-        stdout=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
     )
+    if built.returncode != 0:
+        # (setuptools' own chatter is only worth showing when the build failed)
+        sys.stderr.write(built.stdout + built.stderr)
+        built.check_returncode()
     return target
 
 

@@ -277,14 +277,7 @@ class HTTPHeaders(MutableMapping[str, str]):
                 result.parse_line(line, _chars_are_bytes=_chars_are_bytes)
                 continue
             name, value = match.groups()
-            if value is None:
-                value = ""
-            normalized = names.get(name) or _normalize_name(name)
-            existing = values.get(normalized)
-            if existing is None:
-                values[normalized] = [value]
-            else:
-                existing.append(value)
+            result._append(names.get(name) or _normalize_name(name), value or "")
         return result
 
     # MutableMapping interface

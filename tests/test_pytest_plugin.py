@@ -29,7 +29,17 @@ def run_inner(pytester, source, *args, subprocess=False):
     # The plugin is loaded through its pytest11 entry point, as for any user.
     pytester.makepyfile(test_inner=textwrap.dedent(source))
     run = pytester.runpytest_subprocess if subprocess else pytester.runpytest_inprocess
-    return run("-p", "no:cacheprovider", "-p", "no:hypothesispytest", *args)
+    # (The inner session has no ini file: pytest-asyncio's loop-scope default is given here
+    # so that it does not warn about it being unset.)
+    return run(
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "no:hypothesispytest",
+        "-o",
+        "asyncio_default_fixture_loop_scope=function",
+        *args,
+    )
 
 
 def test_async_tests_run_on_a_fresh_current_ioloop(pytester):

@@ -343,3 +343,76 @@ async def test_connections_waiting_together_are_accepted_in_one_loop_pass():
         for client in clients:
             client.close()
         server.stop()
+
+
+class _FlakyListener:
+    """A listening socket whose accept() first fails with the given errors, in order."""
+
+    def __init__(self, sock, errors):
+        self.sock = sock
+        self.errors = list(errors)
+        self.accept_calls = 0
+
+    def fileno(self):
+        return self.sock.fileno()
+
+    def setblocking(self, flag):
+        self.sock.setblocking(flag)
+
+    def accept(self):
+        self.accept_calls += 1
+        if self.errors:
+            raise self.errors.pop(0)
+        return self.sock.accept()
+
+
+class _Made(asyncio.Protocol):
+    made: list = []
+
+    def connection_made(self, transport):
+        self.made.append(transport)
+
+
+async def _accept_through(listener, port, monkeypatch):
+    from squall import tcpserver
+
+    monkeypatch.setattr(tcpserver, "_ACCEPT_RETRY_DELAY", 0.01)
+    _Made.made = []
+    loop = asyncio.get_running_loop()
+    acceptor = tcpserver._AcceptLoop(loop, _Made, listener, 16)
+    client = socket.create_connection(("127.0.0.1", port))
+    try:
+        for _ in range(400):
+            if _Made.made:
+                break
+            await asyncio.sleep(0.005)
+        return list(_Made.made)
+    finally:
+        acceptor.close()
+        client.close()
+        for transport in _Made.made:
+            transport.close()
+
+
+async def test_accept_loop_pauses_when_out_of_descriptors_then_resumes(monkeypatch, caplog):
+    import errno
+
+    sock, port = listening_socket()
+    listener = _FlakyListener(sock, [OSError(errno.EMFILE, "Too many open files")])
+    with caplog.at_level(logging.ERROR, logger="squall.application"):
+        made = await _accept_through(listener, port, monkeypatch)
+    sock.close()
+    assert len(made) == 1  # the waiting connection was accepted after the pause
+    assert any("pausing accepts" in record.getMessage() for record in caplog.records)
+    # One failed call, then the pause: no spinning on accept() while out of descriptors;
+    # after it, one call that accepts and one that finds the queue empty.
+    assert listener.accept_calls == 3
+
+
+async def test_accept_loop_skips_a_connection_the_peer_abandoned(monkeypatch, caplog):
+    sock, port = listening_socket()
+    listener = _FlakyListener(sock, [ConnectionAbortedError()])
+    made = await _accept_through(listener, port, monkeypatch)
+    sock.close()
+    assert len(made) == 1
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

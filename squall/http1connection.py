@@ -499,7 +499,7 @@ class HTTP1Connection(httputil.HTTPConnection):
             method, request_version = request.method, request.version
         else:
             method, request_version = "GET", "HTTP/1.0"
-        if code < 200 and code >= 100:
+        if 100 <= code < 200:
             # A 1xx head (e.g. 101 Switching Protocols) carries its own Connection
             # header and says nothing about how the final response is framed.
             self._body_allowed = False

@@ -76,15 +76,7 @@ class TCPServer:
         reuse_port: bool = False,
     ) -> None:
         """Bind ``port`` (on ``address``) and start accepting on the current loop."""
-        sockets = bind_sockets(
-            port,
-            address=address,
-            family=family,
-            backlog=backlog,
-            flags=flags,
-            reuse_port=reuse_port,
-        )
-        self.add_sockets(sockets)
+        self.add_sockets(bind_sockets(port, address, family, backlog, flags, reuse_port))
 
     def add_sockets(self, sockets: Iterable[socket.socket]) -> None:
         """Start accepting connections on already listening sockets."""
@@ -109,14 +101,7 @@ class TCPServer:
         reuse_port: bool = False,
     ) -> None:
         """Bind ``port`` now and accept once ``start`` runs (may be called several times)."""
-        sockets = bind_sockets(
-            port,
-            address=address,
-            family=family,
-            backlog=backlog,
-            flags=flags,
-            reuse_port=reuse_port,
-        )
+        sockets = bind_sockets(port, address, family, backlog, flags, reuse_port)
         if self._started:
             self.add_sockets(sockets)
         else:

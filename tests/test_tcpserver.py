@@ -39,6 +39,14 @@ class UpperServer(TCPServer):
             pass
 
 
+def trusting_client_context():
+    # The test certificate is self-signed: the client checks neither chain nor name.
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
 def listening_socket():
     (sock,) = netutil.bind_sockets(0, "127.0.0.1", family=socket.AF_INET)
     return sock, sock.getsockname()[1]
@@ -126,9 +134,7 @@ async def test_tls_server_hands_over_streams_before_the_handshake():
     sock, port = listening_socket()
     server = TLSServer(ssl_options=SERVER_SSL)
     server.add_socket(sock)
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
+    context = trusting_client_context()
     client = SSLIOStream(socket.socket(), ssl_options=context)
     try:
         await client.connect(("127.0.0.1", port))
@@ -205,9 +211,7 @@ async def test_tls_server_handles_a_client_hello_sent_at_once():
     sock, port = listening_socket()
     server = GreetingServer(ssl_options=SERVER_SSL)
     server.add_socket(sock)
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
+    context = trusting_client_context()
     try:
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection("127.0.0.1", port, ssl=context), 5
@@ -236,9 +240,7 @@ async def test_tls_stream_delivers_to_a_data_handler_set_before_the_handshake():
     sock, port = listening_socket()
     server = TakeOverServer(ssl_options=SERVER_SSL)
     server.add_socket(sock)
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
+    context = trusting_client_context()
     try:
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection("127.0.0.1", port, ssl=context), 5

@@ -14,6 +14,7 @@ behind the same interfaces.
 from __future__ import annotations
 
 import asyncio
+import copy
 import re
 import zlib
 from collections.abc import Awaitable, Callable
@@ -1151,6 +1152,28 @@ class HTTP1ServerConnection:
             if self._shutdown_future is None:
                 self._shutdown_future = Future()
             await self._shutdown_future
+
+    def drain(self) -> None:
+        """Ends the connection politely: at once if it is between requests, else after
+        the response in progress, which then says ``Connection: close``."""
+        if not self._serving or self.stream is None:
+            return
+        params = self.params
+        if not params.no_keep_alive:
+            # A private copy: the server's parameters are shared by its other connections.
+            params = copy.copy(params)
+            params.no_keep_alive = True
+            self.params = params
+        current = self._current
+        if current is None:
+            return
+        if current._request_start_line is None and not self._parser.buffered:
+            self.stream.close()
+            return
+        current.params = params
+        if current._headers_written:
+            # the head already promised keep-alive: close once this response is out
+            current._keep_alive = False
 
     def start_serving(self, delegate: httputil.HTTPServerConnectionDelegate) -> None:
         """Starts reading requests and passing them to ``delegate.start_request``."""

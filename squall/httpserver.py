@@ -17,14 +17,17 @@ Typical use::
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
+import math
 import socket
 import ssl
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Optional, Union
 
-from squall import httputil
+from squall import _lifecycle, httputil
 from squall.http1connection import HTTP1ConnectionParameters, HTTP1ServerConnection
+from squall.log import app_log
 from squall.tcpserver import TCPServer
 from squall.util import Configurable
 
@@ -87,6 +90,9 @@ class HTTPServer(TCPServer, Configurable, httputil.HTTPServerConnectionDelegate)
             read_chunk_size=chunk_size,
         )
         self._connections: set[HTTP1ServerConnection] = set()
+        self._draining = False
+        self._drain_deadline = math.inf
+        self._drained: Optional[asyncio.Future[None]] = None
         self.trusted_downstream = trusted_downstream
         # one shared set for every connection instead of a copy each
         self._trusted_downstream_set = frozenset(trusted_downstream or ())
@@ -110,14 +116,74 @@ class HTTPServer(TCPServer, Configurable, httputil.HTTPServerConnectionDelegate)
             # A connection normally leaves the set through on_close; make sure.
             self._connections.discard(connection)
 
+    async def drain(self, timeout: float = 30.0, *, reason: str = "shutdown") -> None:
+        """Stops this server gracefully, within ``timeout`` seconds.
+
+        It stops accepting (listening sockets shared with other processes stay open
+        there), closes idle keep-alive connections at once, lets requests in flight finish
+        (their responses say ``Connection: close``), runs the drain callbacks (see
+        ``squall.serve.add_drain_callback``; e.g. answering long polls) and closes
+        WebSockets with 1001 (``reason="shutdown"``) or 1012 (``"reload"``/``"recycle"``:
+        service restart). What is still open when the time is up is closed.
+        """
+        loop = asyncio.get_running_loop()
+        self._drain_deadline = min(self._drain_deadline, loop.time() + max(0.0, timeout))
+        self.stop()
+        if self._draining:
+            return await self._drained_waiter()
+        self._draining = True
+        pending = _lifecycle.run_drain_callbacks(reason, app_log.error)
+        for connection in list(self._connections):
+            connection.drain()
+        code = 1001 if reason == "shutdown" else 1012
+        words = "server shutting down" if code == 1001 else "server restarting"
+        told: set[int] = set()
+        waiters = [asyncio.ensure_future(p) for p in pending]  # type: ignore[arg-type]
+        try:
+            while True:
+                upgraded = _lifecycle.upgraded_on(self)
+                for socket_ in upgraded:
+                    # (also the WebSockets whose upgrade was in flight when the drain began)
+                    if id(socket_) not in told:
+                        told.add(id(socket_))
+                        socket_._drain_close(code, words)
+                busy = self._connections or upgraded or not all(w.done() for w in waiters)
+                if not busy or loop.time() >= self._drain_deadline:
+                    break
+                await asyncio.sleep(min(0.05, max(0.0, self._drain_deadline - loop.time())))
+        finally:
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.cancel()
+            for leftover in _lifecycle.upgraded_on(self):
+                leftover._drain_abort()
+            await self.close_all_connections()
+            done = self._drained
+            if done is not None and not done.done():
+                done.set_result(None)
+
+    def _shorten_drain(self, timeout: float) -> None:
+        """A running drain closes what is left within ``timeout`` seconds from now."""
+        now = asyncio.get_running_loop().time()
+        self._drain_deadline = min(self._drain_deadline, now + max(0.0, timeout))
+
+    def _drained_waiter(self) -> Awaitable[None]:
+        if self._drained is None:
+            self._drained = asyncio.get_running_loop().create_future()
+        return self._drained
+
     def handle_stream(self, stream: Any, address: Any) -> None:
         # Everything protocol-specific starts here: another protocol (HTTP/2 chosen by
         # ALPN, say) would create its own server connection, talking to this server
         # through the same start_request / on_close interface.
-        context = _HTTPRequestContext(stream, address, self.protocol, self._trusted_downstream_set)
+        context = _HTTPRequestContext(
+            stream, address, self.protocol, self._trusted_downstream_set, self
+        )
         connection = HTTP1ServerConnection(stream, self.conn_params, context)
         self._connections.add(connection)
         connection.start_serving(self)
+        if self._draining:
+            connection.drain()
 
     # The request_callback whose kind start_request last checked, and the answer.
     _checked_callback: Any = None
@@ -256,6 +322,7 @@ class _HTTPRequestContext:
         "remote_ip",
         "protocol",
         "trusted_downstream",
+        "server",
         "_orig_remote_ip",
         "_orig_protocol",
     )
@@ -266,8 +333,11 @@ class _HTTPRequestContext:
         address: Any,
         protocol: Optional[str],
         trusted_downstream: Optional[Iterable[str]] = None,
+        server: Optional[HTTPServer] = None,
     ) -> None:
         self.address = address
+        # the server a connection came through (a drain finds its upgraded connections)
+        self.server = server
         sock = getattr(stream, "socket", None)
         family = getattr(sock, "family", None)
         if family is None and isinstance(address, tuple) and len(address) >= 2:

@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from squall import httputil, simple_httpclient
+from squall import _lifecycle, httputil, simple_httpclient
 from squall._websocket_frames import (
     CLOSE_INTERNAL_ERROR,
     CLOSE_NORMAL,
@@ -614,6 +614,9 @@ class WebSocketProtocol13(WebSocketProtocol):
         )
         stream = handler._detach_stream()
         self._attach(stream, deflate)
+        # a draining server finds its WebSockets here, to close them with 1001/1012
+        context = getattr(handler.request.connection, "context", None)
+        _lifecycle.track_upgraded(self, getattr(context, "server", None))
         self.start_pinging()
         try:
             result = handler.open(*handler.open_args, **handler.open_kwargs)
@@ -946,6 +949,13 @@ class WebSocketProtocol13(WebSocketProtocol):
         elif self._close_handle is None:
             self._close_handle = self._loop.call_later(_CLOSE_TIMEOUT, self._abort)
 
+    def _drain_close(self, code: int, reason: str) -> None:
+        # through the handler, so an application's close() override sees it too
+        self.handler.close(code, reason)
+
+    def _drain_abort(self) -> None:
+        self._abort()
+
     def _fail(self, code: int, reason: str) -> None:
         """Fail the connection after a protocol violation by the peer."""
         gen_log.debug("failing WebSocket connection: %d %s", code, reason)
@@ -971,6 +981,7 @@ class WebSocketProtocol13(WebSocketProtocol):
         if self._connection_closed:
             return
         self._connection_closed = True
+        _lifecycle.forget_upgraded(self)
         self.client_terminated = True
         self.server_terminated = True
         for handle in (self._ping_handle, self._close_handle):

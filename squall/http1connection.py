@@ -66,6 +66,10 @@ _BACKLOG_LIMIT = 256 * 1024
 # pipelining client sends next; past this many bytes it stops reading from the socket.
 _PIPELINE_BUFFER_LIMIT = 256 * 1024
 
+# How long a draining server waits for the first request of a connection it had just
+# accepted (later idle connections are closed at once).
+_FIRST_REQUEST_GRACE = 2.0
+
 _REASONS = {431: "Request Header Fields Too Large", 413: "Content Too Large", 400: "Bad Request"}
 
 
@@ -1168,12 +1172,24 @@ class HTTP1ServerConnection:
         if current is None:
             return
         if current._request_start_line is None and not self._parser.buffered:
-            self.stream.close()
-            return
+            if self._parser.messages:
+                self.stream.close()  # an idle keep-alive connection
+                return
+            # Just accepted, nothing received yet: its client is about to send the first
+            # request, which would be lost if closed now. Serve it if it comes soon.
+            asyncio.get_running_loop().call_later(_FIRST_REQUEST_GRACE, self._close_if_idle)
         current.params = params
         if current._headers_written:
             # the head already promised keep-alive: close once this response is out
             current._keep_alive = False
+
+    def _close_if_idle(self) -> None:
+        current = self._current
+        stream = self.stream
+        if current is None or stream is None or not self._serving:
+            return
+        if current._request_start_line is None and not self._parser.buffered:
+            stream.close()
 
     def start_serving(self, delegate: httputil.HTTPServerConnectionDelegate) -> None:
         """Starts reading requests and passing them to ``delegate.start_request``."""

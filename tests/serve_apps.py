@@ -28,6 +28,18 @@ class Block(web.RequestHandler):
         self.write("unblocked")
 
 
+_ballast: list[bytearray] = []
+
+
+class Grow(web.RequestHandler):
+    """Holds memory, for the --worker-max-rss test."""
+
+    def get(self) -> None:
+        mb = int(self.get_argument("mb"))
+        _ballast.append(bytearray(b"x" * (mb * 1024 * 1024)))
+        self.write(f"holding {mb} MiB in {os.getpid()}")
+
+
 class Echo(websocket.WebSocketHandler):
     def open(self) -> None:
         self.write_message(f"pid {os.getpid()}")
@@ -69,6 +81,7 @@ def make_app() -> web.Application:
             (r"/block", Block),
             (r"/ws", Echo),
             (r"/poll", Poll),
+            (r"/grow", Grow),
         ]
     )
 

@@ -405,11 +405,29 @@ def test_term_answers_pending_long_polls_through_the_drain_hook(served: list[Ser
     assert server.process.wait(30) == 0
 
 
-def test_a_killed_worker_is_replaced(served: list[Served]) -> None:
+def test_a_killed_worker_is_replaced_and_only_its_requests_fail(served: list[Served]) -> None:
     server = serve(served, "serve_apps:app", workers=2)
     victim, survivor = server.ready_pids()
+    answers: list[object] = []
+
+    def slow() -> None:
+        try:
+            answers.append(server.get("/slow?s=1.5", timeout=30))
+        except OSError as exc:
+            answers.append(exc)
+
+    threads = [threading.Thread(target=slow) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.5)
     os.kill(victim, signal.SIGKILL)
     server.wait_for(rf"pid {victim}\) died \(killed by SIGKILL\)")
+    for thread in threads:
+        thread.join(30)
+    served_ok = [a for a in answers if isinstance(a, tuple)]
+    # every request the survivor held was answered; only the victim's connections failed
+    assert all(a == (200, f"slow {survivor}") for a in served_ok)
+    assert len(answers) == 8
     server.wait_for(r"ready", count=3)
     assert survivor in server.ready_pids()
     for _ in range(20):
@@ -435,12 +453,23 @@ def _ignore_errors(func: object, *args: object) -> None:
         pass
 
 
-def test_worker_that_is_sent_term_directly_is_replaced_at_once(served: list[Served]) -> None:
+def test_worker_sent_term_finishes_slow_requests_and_is_replaced(served: list[Served]) -> None:
     server = serve(served, "serve_apps:app")
     (first,) = server.ready_pids()
+    results: list[tuple[int, str]] = []
+    threads = [
+        threading.Thread(target=lambda: results.append(server.get("/slow?s=1.5", timeout=30)))
+        for _ in range(4)
+    ]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.5)
     os.kill(first, signal.SIGTERM)
     server.wait_for(rf"pid {first}\) is draining")
     server.wait_for(r"ready", count=2)
+    for thread in threads:
+        thread.join(30)
+    assert results == [(200, f"slow {first}")] * 4
     server.wait_for(rf"pid {first}\) stopped \(exit code 0\)")
     assert server.get("/")[0] == 200
 
@@ -458,14 +487,21 @@ def test_max_requests_recycles_workers_without_errors(served: list[Served]) -> N
     server.wait_for(r"asks to be replaced: served \d+ requests")
 
 
-def test_worker_lifetime_and_memory_limits_recycle(served: list[Served]) -> None:
-    server = serve(served, "serve_apps:app", "--worker-lifetime", "1")
-    server.wait_for(r"asks to be replaced: reached its lifetime of 1 s")
+def test_worker_lifetime_recycles(served: list[Served]) -> None:
+    server = serve(served, "serve_apps:app", "--worker-lifetime", "2")
+    server.wait_for(r"asks to be replaced: reached its lifetime of 2 s")
     server.wait_for(r"ready", count=2)
     assert server.get("/")[0] == 200
-    small = serve(served, "serve_apps:app", "--worker-max-rss", "1")
-    small.wait_for(r"asks to be replaced: uses \d+ MiB, over --worker-max-rss 1")
-    assert small.get("/")[0] == 200
+
+
+def test_worker_over_its_memory_limit_recycles(served: list[Served]) -> None:
+    server = serve(served, "serve_apps:app", "--worker-max-rss", "200")
+    (first,) = server.ready_pids()
+    assert server.get("/grow?mb=300") == (200, f"holding 300 MiB in {first}")
+    server.wait_for(r"asks to be replaced: uses \d+ MiB, over --worker-max-rss 200")
+    server.wait_for(r"ready", count=2)
+    server.wait_for(rf"pid {first}\) stopped")
+    assert server.get("/")[1] != f"hello {first}"
 
 
 def test_ttin_and_ttou_change_the_worker_count(served: list[Served]) -> None:

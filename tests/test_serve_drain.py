@@ -198,3 +198,34 @@ def test_a_second_drain_waits_for_the_first_and_can_shorten_it() -> None:
         writer.close()
 
     run(go)
+
+
+def test_a_connection_accepted_just_before_the_drain_still_gets_its_answer() -> None:
+    async def go() -> None:
+        events = Events()
+        server, port = await start(events)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        await asyncio.sleep(0.1)  # accepted, nothing sent yet
+        draining = asyncio.ensure_future(server.drain(10))
+        await asyncio.sleep(0.1)
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200") and b"Connection: close" in head
+        assert await reader.read() == b"fast"
+        await draining
+        writer.close()
+
+    run(go)
+
+
+def test_a_connection_that_never_sends_is_closed_by_the_deadline() -> None:
+    async def go() -> None:
+        events = Events()
+        server, port = await start(events)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        await asyncio.sleep(0.1)
+        await server.drain(0.3)
+        assert await reader.read() == b""
+        writer.close()
+
+    run(go)

@@ -19,7 +19,9 @@ import pytest
 from test_serve import READY, LoadClient, Served, free_port, serve, stop_load
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
-SITE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "nginx-site.conf")
+SITE = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "nginx-site.conf"
+)
 
 if not os.path.exists(NGINX) and os.environ.get("CI"):
     raise RuntimeError(f"nginx tests must run in CI: no nginx at {NGINX} (apt-get install nginx)")

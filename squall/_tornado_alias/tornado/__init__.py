@@ -19,7 +19,7 @@ import squall
 version = "6.6.1"
 version_info = (6, 6, 1, 0)
 
-__path__: list[str] = []  # a package, whose submodules the finder below supplies
+__path__ = []  # type: ignore[no-redef]  # a package: the finder below supplies its submodules
 __all__ = list(squall.__all__)
 
 _ALIAS = "tornado."

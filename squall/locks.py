@@ -290,6 +290,15 @@ class Semaphore(_TimeoutGarbageCollector, _AsyncWithOnly):
         self._enqueue_waiter(waiter, timeout, _fail_semaphore_acquire)
         return waiter
 
+    # Tornado's API names this parameter ``traceback`` here and ``tb`` on Lock.
+    def __exit__(
+        self,
+        typ: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: types.TracebackType | None,
+    ) -> None:
+        raise RuntimeError(self._HINT)
+
 
 class BoundedSemaphore(Semaphore):
     """A :class:`Semaphore` whose release raises ValueError above the initial value."""

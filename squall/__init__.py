@@ -14,46 +14,27 @@ from squall._loop_policy import install_uvloop_policy
 version = "0.1.0"
 version_info = (0, 1, 0, 0)
 
-__all__ = [
-    "auth",
-    "autoreload",
-    "concurrent",
-    "curl_httpclient",
-    "escape",
-    "gen",
-    "http1connection",
-    "httpclient",
-    "httpserver",
-    "httputil",
-    "ioloop",
-    "iostream",
-    "locale",
-    "locks",
-    "log",
-    "netutil",
-    "options",
-    "platform",
-    "process",
-    "queues",
-    "routing",
-    "simple_httpclient",
-    "tcpclient",
-    "tcpserver",
-    "template",
-    "testing",
-    "util",
-    "web",
-    "websocket",
-    "wsgi",
-]
-
+# The public submodules: Tornado's module names, plus squall's ``websocket`` and ``wsgi``.
+_SUBMODULES = frozenset(
+    """
+    auth autoreload concurrent curl_httpclient escape gen http1connection httpclient
+    httpserver httputil ioloop iostream locale locks log netutil options platform process
+    queues routing simple_httpclient tcpclient tcpserver template testing util web
+    websocket wsgi
+    """.split()
+)
+__all__ = sorted(_SUBMODULES)
 
 install_uvloop_policy()
 
 
 def __getattr__(name: str) -> Any:
-    # Submodules load on first attribute access, so ``import squall`` stays cheap and
-    # ``squall.web.Application`` works without an explicit ``import squall.web``.
-    if name in __all__:
-        return importlib.import_module("." + name, __name__)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    # PEP 562 hook: a submodule is imported the first time it is asked for, which keeps
+    # ``import squall`` cheap and lets ``squall.web.Application`` work on its own.
+    if name not in _SUBMODULES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return importlib.import_module(f"{__name__}.{name}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | _SUBMODULES)

@@ -34,7 +34,6 @@ if (
     del sys.path[0]
 
 import asyncio  # noqa: E402
-import functools  # noqa: E402
 import importlib  # noqa: E402
 import importlib.util  # noqa: E402
 import runpy  # noqa: E402
@@ -43,7 +42,7 @@ import subprocess  # noqa: E402
 import traceback  # noqa: E402
 import types  # noqa: E402
 import weakref  # noqa: E402
-from collections.abc import Callable  # noqa: E402
+from collections.abc import Callable, Iterator  # noqa: E402
 from typing import Any  # noqa: E402
 
 __all__ = ["add_reload_hook", "main", "start", "wait", "watch"]
@@ -57,8 +56,9 @@ Usage:
 _watched_files: set[str] = set()
 _reload_hooks: list[Callable[[], None]] = []
 _reload_attempted = False
-# Event loops autoreload was started on; weak so closed test loops do not pile up.
-_started_loops: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
+# The poller autoreload runs on each event loop it was started on; weak so closed test
+# loops do not pile up.
+_started_loops: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 _warned_about_workers = False
 
 
@@ -71,16 +71,18 @@ def start(check_time: int = 500) -> None:
 
     io_loop = IOLoop.current()
     assert io_loop is not None
-    if io_loop in _started_loops:
+    if _started_loops.get(io_loop) is not None:
         return
-    _started_loops[io_loop] = True
-    if len(_started_loops) > 1:
+    if _started_loops:
         from squall.log import gen_log
 
         gen_log.warning("squall.autoreload started on more than one IOLoop in this process")
-    modify_times: dict[str, float] = {}
-    checker = PeriodicCallback(functools.partial(_check_for_changes, modify_times), check_time)
-    checker.start()
+    # Each loop's poller remembers the times it first saw, so a change is one that
+    # happened after it started.
+    first_seen: dict[str, float] = {}
+    poller = PeriodicCallback(lambda: _check_for_changes(first_seen), check_time)
+    _started_loops[io_loop] = poller
+    poller.start()
 
 
 def wait() -> None:
@@ -125,17 +127,20 @@ def _check_for_changes(modify_times: dict[str, float]) -> None:
 
             gen_log.warning("autoreload is disabled in processes started by fork_processes")
         return
-    for module in list(sys.modules.values()):
-        if not isinstance(module, types.ModuleType):
-            continue
+    for path in _source_files():
+        _check_file(modify_times, path)
+
+
+def _source_files() -> Iterator[str]:
+    """The source of every loaded module (``.py`` for a ``.pyc``), then the watched files."""
+    # A snapshot: imports made by a reload hook or another thread must not break the walk.
+    # Some objects in sys.modules are not modules (lazy proxies); they are skipped.
+    modules = [m for m in list(sys.modules.values()) if isinstance(m, types.ModuleType)]
+    for module in modules:
         path = getattr(module, "__file__", None)
-        if not path:
-            continue
-        if path.endswith((".pyc", ".pyo")):
-            path = path[:-1]
-        _check_file(modify_times, path)
-    for path in list(_watched_files):
-        _check_file(modify_times, path)
+        if path:
+            yield path[:-1] if path.endswith((".pyc", ".pyo")) else path
+    yield from list(_watched_files)
 
 
 def _check_file(modify_times: dict[str, float], path: str) -> None:

@@ -69,25 +69,26 @@ def run_on_executor(*args: Any, **kwargs: Any) -> Callable[..., Any]:
     Usable bare (``@run_on_executor``) or with ``executor="attribute_name"``.
     """
 
-    def decorate(method: Callable[..., Any], executor_attribute: str) -> Callable[..., Any]:
+    if args and kwargs:
+        raise ValueError("cannot combine positional and keyword args")
+    if len(args) > 1:
+        raise ValueError(f"expected 1 argument, got {len(args)}")
+    pool_attribute = kwargs.get("executor", "executor")
+
+    def decorate(method: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(method)
         def wrapper(self: Any, *call_args: Any, **call_kwargs: Any) -> Future[Any]:
-            result: Future[Any] = Future()
-            submitted = getattr(self, executor_attribute).submit(
-                method, self, *call_args, **call_kwargs
-            )
-            chain_future(submitted, result)
-            return result
+            pool = getattr(self, pool_attribute)
+            # The caller gets an asyncio Future fed from the executor's future, so it can
+            # be awaited on the loop.
+            outcome: Future[Any] = Future()
+            chain_future(pool.submit(method, self, *call_args, **call_kwargs), outcome)
+            return outcome
 
         return wrapper
 
-    if args and kwargs:
-        raise ValueError("cannot combine positional and keyword args")
-    if len(args) == 1:
-        return decorate(args[0], "executor")
-    if args:
-        raise ValueError(f"expected 1 argument, got {len(args)}")
-    return functools.partial(decorate, executor_attribute=kwargs.get("executor", "executor"))
+    # Bare @run_on_executor gets the method itself; @run_on_executor(executor=...) does not.
+    return decorate(args[0]) if args else decorate
 
 
 def _copy_outcome(source: Any, target: Any) -> None:

@@ -58,24 +58,28 @@ _T = TypeVar("_T")
 _app_log = logging.getLogger("squall.application")
 
 
+# Four of gen's exceptions belonged to the callback/key API that Tornado removed; they
+# stay importable (and catchable) for old code, but nothing here raises them.
+
+
 class KeyReuseError(Exception):
-    pass
+    """Unused: kept for code that still catches it."""
 
 
 class UnknownKeyError(Exception):
-    pass
+    """Unused: kept for code that still catches it."""
 
 
 class LeakedCallbackError(Exception):
-    pass
+    """Unused: kept for code that still catches it."""
+
+
+class ReturnValueIgnoredError(Exception):
+    """Unused: kept for code that still catches it."""
 
 
 class BadYieldError(Exception):
     """A coroutine yielded something that is neither a future nor an awaitable."""
-
-
-class ReturnValueIgnoredError(Exception):
-    pass
 
 
 class Return(Exception):
@@ -203,6 +207,18 @@ def is_coroutine_function(func: Any) -> bool:
     return getattr(func, "__tornado_coroutine__", False)
 
 
+def _unwrap(future: Any) -> tuple[Any, BaseException | None]:
+    """``(value, None)`` or ``(None, error)`` for a finished future, without raising."""
+    try:
+        return future.result(), None
+    except (Exception, asyncio.CancelledError) as error:
+        return None, error
+    finally:
+        # The error's traceback holds this frame: let it not hold the future (and so the
+        # error itself) as well.
+        future = None
+
+
 class Runner:
     """Drives one generator coroutine: resumes it whenever its pending future finishes."""
 
@@ -213,101 +229,90 @@ class Runner:
         result_future: Future[Any],
         first_yielded: Any,
     ) -> None:
+        self.io_loop = IOLoop.current()
+        self.running = self.finished = False
         self.ctx_run = ctx_run
         self.gen: Generator[Any, Any, Any] | None = gen
         self.result_future: Future[Any] | None = result_future
         self.future: Any = _null_future
-        self.running = False
-        self.finished = False
-        self.io_loop = IOLoop.current()
         # Converting the yielded value may create a task, which must inherit the context
         # the generator runs in.
-        if self.ctx_run(self.handle_yield, first_yielded):
-            # As in coroutine(): keep this frame free of references to what run() produces.
-            gen = result_future = first_yielded = None  # type: ignore[assignment]
-            self.ctx_run(self.run)
+        if not self.ctx_run(self.handle_yield, first_yielded):
+            return
+        # As in coroutine(): keep this frame free of references to what run() produces.
+        gen = result_future = first_yielded = None  # type: ignore[assignment]
+        self.ctx_run(self.run)
 
     def run(self) -> None:
         """Resume the generator as long as the future it waits on is finished."""
         if self.running or self.finished:
             return
+        self.running = True
         try:
-            self.running = True
-            while True:
-                future = self.future
-                if future is None:
-                    raise Exception("No pending future")
-                if not future.done():
-                    return
-                self.future = None
-                gen = self.gen
-                assert gen is not None
-                try:
-                    error: BaseException | None = None
-                    try:
-                        value = future.result()
-                    except BaseException as caught:
-                        if not isinstance(caught, (Exception, asyncio.CancelledError)):
-                            raise
-                        error = caught
-                    future = None
-                    if error is not None:
-                        try:
-                            yielded = gen.throw(error)
-                        finally:
-                            # Drop the reference so the exception's traceback cycle dies.
-                            error = None
-                    else:
-                        yielded = gen.send(value)
-                        value = None
-                except (StopIteration, Return) as stop:
-                    self._finish()
-                    assert self.result_future is not None
-                    future_set_result_unless_cancelled(
-                        self.result_future, _value_from_stopiteration(stop)
-                    )
-                    self.result_future = None
-                    return
-                except BaseException as failure:
-                    if not isinstance(failure, (Exception, asyncio.CancelledError)):
-                        raise
-                    self._finish()
-                    assert self.result_future is not None
-                    _fail(self.result_future, failure)
-                    self.result_future = None
-                    return
-                if not self.handle_yield(yielded):
-                    return
-                yielded = None
+            while self._step():
+                pass
         finally:
             self.running = False
 
-    def _finish(self) -> None:
+    def _step(self) -> bool:
+        """Hand the generator its pending future's outcome; True to go on stepping."""
+        pending = self.future
+        if pending is None:
+            raise Exception("No pending future")
+        if not pending.done():
+            return False
+        self.future = None
+        value, error = _unwrap(pending)
+        pending = None
+        gen = self.gen
+        assert gen is not None
+        try:
+            yielded = gen.send(value) if error is None else gen.throw(error)
+        except (StopIteration, Return) as stop:
+            self._conclude(_value_from_stopiteration(stop), None)
+            return False
+        except (Exception, asyncio.CancelledError) as failure:
+            self._conclude(None, failure)
+            return False
+        finally:
+            # Neither the value nor a thrown error should outlive this step in the frame.
+            value = error = None
+        return self.handle_yield(yielded)
+
+    def _conclude(self, value: Any, error: BaseException | None) -> None:
+        # The Runner lets go of everything first: the error's traceback may reach it.
         self.finished = True
         self.future = _null_future
         self.gen = None
+        outcome, self.result_future = self.result_future, None
+        assert outcome is not None
+        if error is None:
+            future_set_result_unless_cancelled(outcome, value)
+        else:
+            _fail(outcome, error)
 
     def handle_yield(self, yielded: Any) -> bool:
         """Adopt a yielded value as the pending future; True if it is already finished."""
         try:
-            self.future = convert_yielded(yielded)
-        except BadYieldError:
-            self.future = Future()
-            future_set_exc_info(self.future, sys.exc_info())
-
-        if self.future is moment:
+            pending = convert_yielded(yielded)
+        except BadYieldError as bad:
+            # The generator gets the error thrown in at its yield, as for a failed future.
+            pending = Future()
+            pending.set_exception(bad)
+        self.future = pending
+        if pending is moment:
+            # ``yield`` / ``yield gen.moment``: let the loop run one turn first.
             self.io_loop.add_callback(self.ctx_run, self.run)
             return False
-        if self.future is None:
+        if pending is None:
             raise Exception("no pending future")
-        if not self.future.done():
+        if pending.done():
+            return True
+        self.io_loop.add_future(pending, self._resume_in_context)
+        return False
 
-            def resume(_: Any) -> None:
-                self.ctx_run(self.run)
-
-            self.io_loop.add_future(self.future, resume)
-            return False
-        return True
+    def _resume_in_context(self, _: Any) -> None:
+        self.ctx_run(self.run)
 
     def handle_exception(
         self,
@@ -316,12 +321,13 @@ class Runner:
         tb: types.TracebackType | None,
     ) -> bool:
         """Throw an exception into the generator if it is suspended; True if it was."""
-        if not self.running and not self.finished:
-            self.future = Future()
-            future_set_exc_info(self.future, (typ, value, tb))
-            self.ctx_run(self.run)
-            return True
-        return False
+        if self.running or self.finished:
+            return False
+        failed: Future[Any] = Future()
+        future_set_exc_info(failed, (typ, value, tb))
+        self.future = failed
+        self.ctx_run(self.run)
+        return True
 
 
 def multi(

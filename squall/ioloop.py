@@ -7,26 +7,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import functools
 import logging
 import math
 import os
 import random
-import sys
 import warnings
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from inspect import isawaitable
 from typing import Any, Literal, Protocol, TypeVar, overload
 
-from squall.concurrent import (
-    Future,
-    chain_future,
-    future_add_done_callback,
-    future_set_exc_info,
-    is_future,
-)
+from squall.concurrent import Future, chain_future, future_add_done_callback, is_future
 from squall.util import Configurable, TimeoutError, import_object
 
 __all__ = ["IOLoop", "PeriodicCallback", "TimeoutError", "Configurable", "import_object"]
@@ -70,6 +64,28 @@ def _event_loop_set_for_thread() -> asyncio.AbstractEventLoop | None:
         return None
 
 
+def _deprecated(message: str) -> None:
+    # stacklevel 3: the warning names the caller of the deprecated IOLoop method.
+    warnings.warn(message, DeprecationWarning, stacklevel=3)
+
+
+def _outcome_of(func: Callable[[], Any]) -> Future[Any]:
+    """``func()``'s outcome as a Future: the one it returned (or the awaitable it returned,
+    scheduled), else a Future already holding its value or its exception."""
+    settled: Future[Any] = Future()
+    try:
+        returned = func()
+        if returned is not None:
+            returned = _gen().convert_yielded(returned)
+    except Exception as error:
+        settled.set_exception(error)
+        return settled
+    if is_future(returned):
+        return returned  # type: ignore[no-any-return]
+    settled.set_result(returned)
+    return settled
+
+
 class IOLoop(Configurable):
     """An I/O event loop: callbacks, timers, fd handlers, futures.
 
@@ -92,11 +108,24 @@ class IOLoop(Configurable):
         """Choose the ``IOLoop`` subclass; it must be built on asyncio."""
         from squall.platform.asyncio import BaseAsyncIOLoop
 
-        if isinstance(impl, str):
-            impl = import_object(impl)
-        if isinstance(impl, type) and not issubclass(impl, BaseAsyncIOLoop):
+        chosen = import_object(impl) if isinstance(impl, str) else impl
+        # Every squall loop is a face over an asyncio loop; any other class has none to drive.
+        if isinstance(chosen, type) and not issubclass(chosen, BaseAsyncIOLoop):
             raise RuntimeError("only AsyncIOLoop is allowed when asyncio is available")
-        super().configure(impl, **kwargs)
+        super().configure(chosen, **kwargs)
+
+    @classmethod
+    def configurable_base(cls) -> type[Configurable]:
+        return IOLoop
+
+    @classmethod
+    def configurable_default(cls) -> type[Configurable]:
+        # The platform module is imported at the end of this one.
+        return _platform_asyncio.AsyncIOLoop
+
+    def initialize(self, make_current: bool = True) -> None:  # type: ignore[override]
+        if make_current:
+            self._make_current()
 
     @staticmethod
     def instance() -> IOLoop:
@@ -149,47 +178,27 @@ class IOLoop(Configurable):
 
     def make_current(self) -> None:
         """Make this the current loop of the thread (deprecated: start the loop instead)."""
-        warnings.warn(
-            "make_current is deprecated; start the event loop first",
-            DeprecationWarning,
-            stacklevel=2,
-        )
+        _deprecated("make_current is deprecated; start the event loop first")
         self._make_current()
-
-    def _make_current(self) -> None:
-        raise NotImplementedError()
 
     @staticmethod
     def clear_current() -> None:
         """Unset this thread's current loop (deprecated)."""
-        warnings.warn("clear_current is deprecated", DeprecationWarning, stacklevel=2)
-        IOLoop._clear_current()
-
-    @staticmethod
-    def _clear_current() -> None:
-        old = IOLoop.current(instance=False)
-        if old is not None:
-            old._clear_current_hook()
+        _deprecated("clear_current is deprecated")
+        # Only a wrapper that exists has anything to undo; none is created for this.
+        current = IOLoop.current(instance=False)
+        if current is not None:
+            current._clear_current_hook()
 
     def _clear_current_hook(self) -> None:
         """Called when this loop stops being current."""
 
-    @classmethod
-    def configurable_base(cls) -> type[Configurable]:
-        return IOLoop
-
-    @classmethod
-    def configurable_default(cls) -> type[Configurable]:
-        from squall.platform.asyncio import AsyncIOLoop
-
-        return AsyncIOLoop
-
-    def initialize(self, make_current: bool = True) -> None:  # type: ignore[override]
-        if make_current:
-            self._make_current()
-
     def close(self, all_fds: bool = False) -> None:
         """Close the loop; with ``all_fds`` also close every fd with a handler."""
+        raise NotImplementedError()
+
+    def _make_current(self) -> None:
+        """Make this loop (its asyncio loop) the thread's current one."""
         raise NotImplementedError()
 
     def add_handler(self, fd: int | _Selectable, handler: Callable[..., None], events: int) -> None:
@@ -218,67 +227,49 @@ class IOLoop(Configurable):
         With ``timeout`` (seconds), the operation is cancelled and ``TimeoutError`` raised
         when it takes longer.
         """
-        outcome: list[Any] = [None]
-        timed_out = [False]
-        running = [True]
+        outcome: Future[Any] | None = None
+        timed_out = False
+        running = True
 
         def begin() -> None:
-            try:
-                result = func()
-                if result is not None:
-                    result = _gen().convert_yielded(result)
-            except Exception:
-                failed: Future[Any] = Future()
-                outcome[0] = failed
-                future_set_exc_info(failed, sys.exc_info())
-            else:
-                if is_future(result):
-                    outcome[0] = result
-                else:
-                    finished: Future[Any] = Future()
-                    outcome[0] = finished
-                    finished.set_result(result)
-            assert outcome[0] is not None
-            self.add_future(outcome[0], stop_if_still_running)
+            nonlocal outcome
+            outcome = _outcome_of(func)
+            self.add_future(outcome, stop_if_still_running)
 
         def stop_if_still_running(_: Any) -> None:
             # An operation abandoned by an earlier run_sync (timeout) may finish during a
             # later run of the loop; it must not stop that one.
-            if running[0]:
+            if running:
+                self.stop()
+
+        def give_up() -> None:
+            nonlocal timed_out
+            if running:
+                timed_out = True
+                if outcome is not None and not outcome.done():
+                    outcome.cancel()
                 self.stop()
 
         self.add_callback(begin)
-        timeout_handle = None
-        if timeout is not None:
-
-            def on_timeout() -> None:
-                if not running[0]:
-                    return
-                timed_out[0] = True
-                pending = outcome[0]
-                if pending is not None and not pending.done():
-                    pending.cancel()
-                self.stop()
-
-            timeout_handle = self.add_timeout(self.time() + timeout, on_timeout)
+        deadline = None if timeout is None else self.add_timeout(self.time() + timeout, give_up)
         try:
             self.start()
         finally:
-            running[0] = False
-        if timeout_handle is not None:
-            self.remove_timeout(timeout_handle)
-        result_future = outcome[0]
-        unfinished = result_future is None or not result_future.done()
-        if unfinished and isinstance(result_future, asyncio.Task):
+            running = False
+        if deadline is not None:
+            self.remove_timeout(deadline)
+        if outcome is not None and outcome.done():
+            if timed_out and outcome.cancelled():
+                raise TimeoutError(f"Operation timed out after {timeout} seconds")
+            return outcome.result()
+        if isinstance(outcome, asyncio.Task):
             # The caller learns of the abandoned operation from the exception below;
             # asyncio need not report the task again when it is collected.
-            result_future.cancel()
-            result_future._log_destroy_pending = False  # type: ignore[attr-defined]
-        if timed_out[0] and (unfinished or result_future.cancelled()):
+            outcome.cancel()
+            outcome._log_destroy_pending = False  # type: ignore[attr-defined]
+        if timed_out:
             raise TimeoutError(f"Operation timed out after {timeout} seconds")
-        if unfinished:
-            raise RuntimeError("Event loop stopped before Future completed.")
-        return result_future.result()
+        raise RuntimeError("Event loop stopped before Future completed.")
 
     def time(self) -> float:
         """The loop's clock (monotonic seconds), the reference for timeouts."""
@@ -365,22 +356,25 @@ class IOLoop(Configurable):
         self._executor = executor
 
     def _run_callback(self, callback: Callable[[], Any]) -> None:
-        """Run a callback, logging (not raising) its errors; follow up what it returns."""
+        """Run a callback for the loop: its errors are logged, never raised into the loop."""
         try:
             returned = callback()
             if returned is not None:
-                gen = _gen()
-                try:
-                    returned = gen.convert_yielded(returned)
-                except gen.BadYieldError:
-                    # Plain values returned by callbacks are ignored.
-                    pass
-                else:
-                    self.add_future(returned, self._discard_future_result)
+                self._watch_returned(returned)
         except asyncio.CancelledError:
             pass
         except Exception:
             _app_log.error("Exception in callback %r", callback, exc_info=True)
+
+    def _watch_returned(self, returned: Any) -> None:
+        # A callback that returns a coroutine or a Future fails when that does, so its
+        # error is logged then too; any other value is ignored.
+        gen = _gen()
+        try:
+            pending = gen.convert_yielded(returned)
+        except gen.BadYieldError:
+            return
+        self.add_future(pending, self._discard_future_result)
 
     def _discard_future_result(self, future: Any) -> None:
         # Raise the error, if any, so that _run_callback logs it.
@@ -388,19 +382,12 @@ class IOLoop(Configurable):
 
     def split_fd(self, fd: int | _Selectable) -> tuple[int, int | _Selectable]:
         """``(int_fd, original)`` for an int fd or an object with ``fileno()``."""
-        if isinstance(fd, int):
-            return fd, fd
-        return fd.fileno(), fd
+        return (fd if isinstance(fd, int) else fd.fileno()), fd
 
     def close_fd(self, fd: int | _Selectable) -> None:
         """Close an int fd or a file-like object, ignoring errors."""
-        try:
-            if isinstance(fd, int):
-                os.close(fd)
-            else:
-                fd.close()
-        except OSError:
-            pass
+        with contextlib.suppress(OSError):
+            os.close(fd) if isinstance(fd, int) else fd.close()
 
 
 class PeriodicCallback:
@@ -417,13 +404,13 @@ class PeriodicCallback:
         callback_time: datetime.timedelta | float,
         jitter: float = 0,
     ) -> None:
-        self.callback = callback
         if isinstance(callback_time, datetime.timedelta):
-            self.callback_time = callback_time / datetime.timedelta(milliseconds=1)
-        else:
-            if callback_time <= 0:
-                raise ValueError("Periodic callback must have a positive callback_time")
-            self.callback_time = callback_time
+            # Stored in milliseconds, the unit Tornado's API uses for a plain number.
+            callback_time = callback_time / datetime.timedelta(milliseconds=1)
+        elif callback_time <= 0:
+            raise ValueError("Periodic callback must have a positive callback_time")
+        self.callback = callback
+        self.callback_time = callback_time
         self.jitter = jitter
         self._running = False
         self._timeout: object | None = None

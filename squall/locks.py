@@ -59,6 +59,15 @@ class _TimeoutGarbageCollector:
             self._timeouts = 0
             self._waiters = collections.deque(w for w in self._waiters if not w.done())
 
+    def _pop_live_waiter(self) -> asyncio.Future[Any] | None:
+        """The oldest waiter not yet resolved (timed out or cancelled), or None."""
+        waiters = self._waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                return waiter
+        return None
+
     def _enqueue_waiter(
         self,
         waiter: asyncio.Future[Any],
@@ -105,11 +114,11 @@ class Condition(_TimeoutGarbageCollector):
     def notify(self, n: int = 1) -> None:
         """Wake up to ``n`` waiters, oldest first."""
         woken = []
-        while n and self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                n -= 1
-                woken.append(waiter)
+        for _ in range(n):
+            waiter = self._pop_live_waiter()
+            if waiter is None:
+                break
+            woken.append(waiter)
         # Resolve only after the queue is updated, so a waiter's callback that calls
         # notify() again sees a consistent queue.
         for waiter in woken:
@@ -200,33 +209,76 @@ class _ReleasingContextManager:
         self._obj.release()
 
 
-class Semaphore(_TimeoutGarbageCollector):
+class _AsyncWithOnly:
+    """``async with`` for Semaphore and Lock, in terms of their acquire and release.
+
+    A bare ``with`` is refused: it could not wait, so it would hold nothing.
+    """
+
+    _HINT = ""  # how to use the subclass, for the RuntimeError a bare ``with`` raises
+
+    def acquire(self, timeout: Timeout | None = None) -> Awaitable[_ReleasingContextManager]:
+        raise NotImplementedError
+
+    def release(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> None:
+        raise RuntimeError(self._HINT)
+
+    def __exit__(
+        self,
+        typ: type[BaseException] | None,
+        value: BaseException | None,
+        tb: types.TracebackType | None,
+    ) -> None:
+        raise RuntimeError(self._HINT)
+
+    async def __aenter__(self) -> None:
+        await _acquire_for_block(self.acquire())
+
+    async def __aexit__(
+        self,
+        typ: type[BaseException] | None,
+        value: BaseException | None,
+        tb: types.TracebackType | None,
+    ) -> None:
+        self.release()
+
+
+class Semaphore(_TimeoutGarbageCollector, _AsyncWithOnly):
     """A counter that :meth:`acquire` decrements, waiting while it is zero.
 
     Use it as ``async with sem:``, or ``with (yield sem.acquire()):`` in old-style
     coroutines. Waiters are served first come, first served.
     """
 
+    _HINT = "use 'async with' (or 'with (yield sem.acquire())') for a Semaphore"
+    # The most the counter may reach through release(); None for no bound.
+    _ceiling: int | None = None
+
     def __init__(self, value: int = 1) -> None:
-        super().__init__()
         if value < 0:
             raise ValueError("semaphore initial value must be >= 0")
+        super().__init__()
         self._value = value
 
     def __repr__(self) -> str:
-        state = "locked" if self._value == 0 else f"unlocked,value:{self._value}"
+        state = f"unlocked,value:{self._value}" if self._value else "locked"
         waiting = f",waiters:{len(self._waiters)}" if self._waiters else ""
         return f"<{type(self).__name__} [{state}{waiting}]>"
 
     def release(self) -> None:
-        """Increment the counter, handing it straight to the oldest waiter if any."""
-        self._value += 1
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                self._value -= 1
-                waiter.set_result(_ReleasingContextManager(self))
-                break
+        """Increment the counter, handing the slot straight to the oldest waiter if any."""
+        if self._ceiling is not None and self._value >= self._ceiling:
+            raise ValueError("Semaphore released too many times")
+        # A waiter only exists while the counter is 0, so a slot given to it never
+        # touches the counter.
+        waiter = self._pop_live_waiter()
+        if waiter is None:
+            self._value += 1
+        else:
+            waiter.set_result(_ReleasingContextManager(self))
 
     def acquire(self, timeout: Timeout | None = None) -> Awaitable[_ReleasingContextManager]:
         """Decrement the counter; the Future raises TimeoutError if ``timeout`` passes first."""
@@ -238,50 +290,34 @@ class Semaphore(_TimeoutGarbageCollector):
         self._enqueue_waiter(waiter, timeout, _fail_semaphore_acquire)
         return waiter
 
-    def __enter__(self) -> None:
-        raise RuntimeError("use 'async with' (or 'with (yield sem.acquire())') for a Semaphore")
-
+    # Tornado's API names this parameter ``traceback`` here and ``tb`` on Lock.
     def __exit__(
         self,
         typ: type[BaseException] | None,
         value: BaseException | None,
         traceback: types.TracebackType | None,
     ) -> None:
-        self.__enter__()
-
-    async def __aenter__(self) -> None:
-        await _acquire_for_block(self.acquire())
-
-    async def __aexit__(
-        self,
-        typ: type[BaseException] | None,
-        value: BaseException | None,
-        tb: types.TracebackType | None,
-    ) -> None:
-        self.release()
+        raise RuntimeError(self._HINT)
 
 
 class BoundedSemaphore(Semaphore):
-    """A :class:`Semaphore` that refuses to be released above its initial value."""
+    """A :class:`Semaphore` whose release raises ValueError above the initial value."""
 
     def __init__(self, value: int = 1) -> None:
         super().__init__(value=value)
-        self._initial_value = value
-
-    def release(self) -> None:
-        """Increment the counter; ValueError if that would exceed the initial value."""
-        if self._value >= self._initial_value:
-            raise ValueError("Semaphore released too many times")
-        super().release()
+        self._ceiling = value
 
 
-class Lock:
+class Lock(_AsyncWithOnly):
     """A mutual-exclusion lock for coroutines, acquired first come, first served.
 
     Use ``async with lock:``, or ``with (yield lock.acquire()):`` in old-style coroutines.
     """
 
+    _HINT = "use 'async with' (or 'with (yield lock.acquire())') for a Lock"
+
     def __init__(self) -> None:
+        # A one-slot semaphore: its counter is 1 while the lock is free.
         self._block = BoundedSemaphore(value=1)
 
     def __repr__(self) -> str:
@@ -293,29 +329,6 @@ class Lock:
 
     def release(self) -> None:
         """Release the lock, waking the next waiter; RuntimeError if it is not held."""
-        try:
-            self._block.release()
-        except ValueError:
+        if self._block._value:
             raise RuntimeError("release unlocked lock")
-
-    def __enter__(self) -> None:
-        raise RuntimeError("use 'async with' (or 'with (yield lock.acquire())') for a Lock")
-
-    def __exit__(
-        self,
-        typ: type[BaseException] | None,
-        value: BaseException | None,
-        tb: types.TracebackType | None,
-    ) -> None:
-        self.__enter__()
-
-    async def __aenter__(self) -> None:
-        await _acquire_for_block(self.acquire())
-
-    async def __aexit__(
-        self,
-        typ: type[BaseException] | None,
-        value: BaseException | None,
-        tb: types.TracebackType | None,
-    ) -> None:
-        self.release()
+        self._block.release()

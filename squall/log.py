@@ -16,7 +16,8 @@ from __future__ import annotations
 import logging
 import logging.handlers
 import sys
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from squall.options import OptionParser
@@ -88,24 +89,25 @@ class LogFormatter(logging.Formatter):
         "%(color)s[%(levelname)1.1s %(asctime)s %(module)s:%(lineno)d]%(end_color)s %(message)s"
     )
     DEFAULT_DATE_FORMAT = "%y%m%d %H:%M:%S"
-    # curses colour numbers: 1 red, 2 green, 3 yellow, 4 blue, 5 magenta.
-    DEFAULT_COLORS = {
-        logging.DEBUG: 4,
-        logging.INFO: 2,
-        logging.WARNING: 3,
-        logging.ERROR: 1,
-        logging.CRITICAL: 5,
-    }
+    # Tornado's default level colours, as curses colour numbers: debug blue (4), info
+    # green (2), warning yellow (3), error red (1), critical magenta (5).
+    DEFAULT_COLORS = dict(
+        zip(
+            (logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR, logging.CRITICAL),
+            (4, 2, 3, 1, 5),
+            strict=True,
+        )
+    )
 
     def __init__(
         self,
         fmt: str = DEFAULT_FORMAT,
         datefmt: str = DEFAULT_DATE_FORMAT,
-        style: str = "%",
+        style: Literal["%", "{", "$"] = "%",
         color: bool = True,
-        colors: dict[int, int] = DEFAULT_COLORS,
+        colors: Mapping[int, int] = DEFAULT_COLORS,
     ) -> None:
-        super().__init__(fmt=fmt, datefmt=datefmt, style=style)  # type: ignore[arg-type]
+        super().__init__(fmt=fmt, datefmt=datefmt, style=style)
         self._fmt = fmt
         self._colors: dict[int, str] = {}
         self._normal = ""
@@ -113,7 +115,7 @@ class LogFormatter(logging.Formatter):
             self._colors, self._normal = self._terminal_colors(colors)
 
     @staticmethod
-    def _terminal_colors(colors: dict[int, int]) -> tuple[dict[int, str], str]:
+    def _terminal_colors(colors: Mapping[int, int]) -> tuple[dict[int, str], str]:
         if curses is not None:
             try:
                 set_foreground = curses.tigetstr("setaf") or curses.tigetstr("setf") or b""
@@ -163,41 +165,61 @@ def enable_pretty_logging(options: Any = None, logger: logging.Logger | None = N
         import squall.options
 
         options = squall.options.options
-    level_name = options.logging
-    if level_name is None or str(level_name).lower() == "none":
+    level_name = str(options.logging)
+    if options.logging is None or level_name.lower() == "none":
         return
-    if logger is None:
-        logger = logging.getLogger()
-    logger.setLevel(getattr(logging, str(level_name).upper()))
-
+    target = logging.getLogger() if logger is None else logger
+    target.setLevel(getattr(logging, level_name.upper()))
     if options.log_file_prefix:
-        mode = options.log_rotate_mode
-        file_handler: logging.Handler
-        if mode == "size":
-            file_handler = logging.handlers.RotatingFileHandler(
-                filename=options.log_file_prefix,
-                mode="a",
-                maxBytes=options.log_file_max_size,
-                backupCount=options.log_file_num_backups,
-                encoding="utf-8",
-            )
-        elif mode == "time":
-            file_handler = logging.handlers.TimedRotatingFileHandler(
-                filename=options.log_file_prefix,
-                when=options.log_rotate_when,
-                interval=options.log_rotate_interval,
-                backupCount=options.log_file_num_backups,
-                encoding="utf-8",
-            )
-        else:
-            raise ValueError(f"log_rotate_mode must be 'size' or 'time', not {mode!r}")
-        file_handler.setFormatter(LogFormatter(color=False))
-        logger.addHandler(file_handler)
+        to_file = _rotating_file_handler(options)
+        to_file.setFormatter(LogFormatter(color=False))
+        target.addHandler(to_file)
+    # Unset (None), stderr is the fallback for a logger that has nowhere else to write.
+    wants_stderr = options.log_to_stderr
+    if wants_stderr is None:
+        wants_stderr = not target.handlers
+    if wants_stderr:
+        to_stderr = logging.StreamHandler()
+        to_stderr.setFormatter(LogFormatter())
+        target.addHandler(to_stderr)
 
-    if options.log_to_stderr or (options.log_to_stderr is None and not logger.handlers):
-        stderr_handler = logging.StreamHandler()
-        stderr_handler.setFormatter(LogFormatter())
-        logger.addHandler(stderr_handler)
+
+def _rotating_file_handler(options: Any) -> logging.Handler:
+    """The handler for ``--log-file-prefix``, rotating by size or by time."""
+    mode = options.log_rotate_mode
+    common = {
+        "filename": options.log_file_prefix,
+        "backupCount": options.log_file_num_backups,
+        "encoding": "utf-8",
+    }
+    if mode == "time":
+        return logging.handlers.TimedRotatingFileHandler(
+            when=options.log_rotate_when, interval=options.log_rotate_interval, **common
+        )
+    if mode == "size":
+        return logging.handlers.RotatingFileHandler(maxBytes=options.log_file_max_size, **common)
+    raise ValueError(f"log_rotate_mode must be 'size' or 'time', not {mode!r}")
+
+
+# Tornado's documented logging options: (name, type, default, metavar, help).
+_LOGGING_OPTIONS: tuple[tuple[str, type, Any, str | None, str], ...] = (
+    ("logging", str, "info", "debug|info|warning|error|none",
+     "Set the Python log level. 'none' leaves logging unconfigured."),
+    ("log_to_stderr", bool, None, None,
+     "Send log output to stderr (colorized when possible). By default logs go to "
+     "stderr unless --log-file-prefix is set."),
+    ("log_file_prefix", str, None, "PATH",
+     "Path prefix for log files; rotation follows --log-rotate-mode."),
+    ("log_file_max_size", int, 100 * 1000 * 1000, None,
+     "Maximum size of a log file in bytes before it is rotated."),
+    ("log_file_num_backups", int, 10, None, "Number of rotated log files to keep."),
+    ("log_rotate_when", str, "midnight", None,
+     "Unit of the time-based rotation interval: 'S', 'M', 'H', 'D', 'W0'-'W6' or "
+     "'midnight' (see logging.handlers.TimedRotatingFileHandler)."),
+    ("log_rotate_interval", int, 1, None,
+     "Interval of time-based rotation, in --log-rotate-when units."),
+    ("log_rotate_mode", str, "size", None, "How log files rotate: 'size' or 'time'."),
+)  # fmt: skip
 
 
 def define_logging_options(options: OptionParser | None = None) -> None:
@@ -209,56 +231,7 @@ def define_logging_options(options: OptionParser | None = None) -> None:
         import squall.options
 
         options = squall.options.options
-    options.define(
-        "logging",
-        default="info",
-        help="Set the Python log level. 'none' leaves logging unconfigured.",
-        metavar="debug|info|warning|error|none",
-    )
-    options.define(
-        "log_to_stderr",
-        type=bool,
-        default=None,
-        help="Send log output to stderr (colorized when possible). By default logs go to "
-        "stderr unless --log-file-prefix is set.",
-    )
-    options.define(
-        "log_file_prefix",
-        type=str,
-        default=None,
-        metavar="PATH",
-        help="Path prefix for log files; rotation follows --log-rotate-mode.",
-    )
-    options.define(
-        "log_file_max_size",
-        type=int,
-        default=100 * 1000 * 1000,
-        help="Maximum size of a log file in bytes before it is rotated.",
-    )
-    options.define(
-        "log_file_num_backups",
-        type=int,
-        default=10,
-        help="Number of rotated log files to keep.",
-    )
-    options.define(
-        "log_rotate_when",
-        type=str,
-        default="midnight",
-        help="Unit of the time-based rotation interval: 'S', 'M', 'H', 'D', 'W0'-'W6' or "
-        "'midnight' (see logging.handlers.TimedRotatingFileHandler).",
-    )
-    options.define(
-        "log_rotate_interval",
-        type=int,
-        default=1,
-        help="Interval of time-based rotation, in --log-rotate-when units.",
-    )
-    options.define(
-        "log_rotate_mode",
-        type=str,
-        default="size",
-        help="How log files rotate: 'size' or 'time'.",
-    )
+    for name, kind, default, metavar, help_text in _LOGGING_OPTIONS:
+        options.define(name, default=default, type=kind, help=help_text, metavar=metavar)
     parser = options
     parser.add_parse_callback(lambda: enable_pretty_logging(parser))

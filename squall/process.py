@@ -74,57 +74,49 @@ def fork_processes(num_processes: int | None, max_restarts: int | None = None) -
     if num_processes is None or num_processes <= 0:
         num_processes = cpu_count()
     gen_log.info("Starting %d processes", num_processes)
-    children: dict[int, int] = {}
-
-    def start_child(index: int) -> int | None:
-        pid = os.fork()
-        if pid == 0:
-            _reseed_random()
-            global _task_id
-            _task_id = index
-            return index
-        children[pid] = index
-        return None
-
+    workers: dict[int, int] = {}  # pid -> task id
     for index in range(num_processes):
-        started = start_child(index)
-        if started is not None:
-            return started
-
+        if _fork_worker(index, workers):
+            return index
     restarts = 0
-    while children:
-        try:
-            pid, status = os.wait()
-        except InterruptedError:
-            continue
-        if pid not in children:
-            continue
-        index = children.pop(pid)
-        if os.WIFSIGNALED(status):
-            gen_log.warning(
-                "child %d (pid %d) killed by signal %d, restarting",
-                index,
-                pid,
-                os.WTERMSIG(status),
-            )
-        elif os.WEXITSTATUS(status) != 0:
-            gen_log.warning(
-                "child %d (pid %d) exited with status %d, restarting",
-                index,
-                pid,
-                os.WEXITSTATUS(status),
-            )
-        else:
-            gen_log.info("child %d (pid %d) exited normally", index, pid)
+    while workers:
+        # os.wait retries by itself on EINTR (PEP 475).
+        pid, status = os.wait()
+        index = workers.pop(pid, -1)  # -1: some other child of ours, not a worker
+        if index < 0 or not _worker_needs_restart(index, pid, status):
             continue
         restarts += 1
         if restarts > max_restarts:
             raise RuntimeError("Too many child restarts, giving up")
-        started = start_child(index)
-        if started is not None:
-            return started
-    # Every worker finished cleanly: the parent has nothing left to do.
+        if _fork_worker(index, workers):
+            return index
+    # Every worker finished cleanly: returning would let the parent go on to serve as if
+    # it were a worker, so it ends here.
     sys.exit(0)
+
+
+def _fork_worker(index: int, workers: dict[int, int]) -> bool:
+    """Forks worker ``index``; True in the new child, False in the parent."""
+    global _task_id
+    pid = os.fork()
+    if pid:
+        workers[pid] = index
+        return False
+    _reseed_random()
+    _task_id = index
+    return True
+
+
+def _worker_needs_restart(index: int, pid: int, status: int) -> bool:
+    """Logs how a worker ended; True unless it exited with status 0."""
+    code = os.waitstatus_to_exitcode(status)
+    if code == 0:
+        gen_log.info("child %d (pid %d) exited normally", index, pid)
+        return False
+    # A negative code is the signal that killed the child.
+    how = "killed by signal" if code < 0 else "exited with status"
+    gen_log.warning("child %d (pid %d) %s %d, restarting", index, pid, how, abs(code))
+    return True
 
 
 def task_id() -> int | None:
@@ -160,31 +152,24 @@ class Subprocess:
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.io_loop = _current_ioloop()
-        # Parent ends become streams; child ends are closed here once the child has them.
-        parent_ends: dict[str, tuple[int, str]] = {}
-        child_ends: list[int] = []
-        all_ends: list[int] = []
+        # For each STREAM pipe: (attribute, our end, the child's end). Our ends become
+        # PipeIOStreams; the child's are closed here once Popen has handed them over.
+        pipes: list[tuple[str, int, int]] = []
         for name in ("stdin", "stdout", "stderr"):
-            if kwargs.get(name) is not Subprocess.STREAM:
-                continue
-            read_end, write_end = os.pipe()
-            all_ends += [read_end, write_end]
-            if name == "stdin":
-                kwargs[name] = read_end
-                child_ends.append(read_end)
-                parent_ends[name] = (write_end, "w")
-            else:
-                kwargs[name] = write_end
-                child_ends.append(write_end)
-                parent_ends[name] = (read_end, "r")
+            if kwargs.get(name) is Subprocess.STREAM:
+                read_end, write_end = os.pipe()
+                ours, theirs = (write_end, read_end) if name == "stdin" else (read_end, write_end)
+                kwargs[name] = theirs
+                pipes.append((name, ours, theirs))
+        started = False
         try:
             self.proc = subprocess.Popen(*args, **kwargs)
-        except BaseException:
-            for fd in all_ends:
-                os.close(fd)
-            raise
-        for fd in child_ends:
-            os.close(fd)
+            started = True
+        finally:
+            for _name, ours, theirs in pipes:
+                os.close(theirs)
+                if not started:
+                    os.close(ours)
         self.pid = self.proc.pid
         self.returncode: int | None = None
         self._exit_callback: Callable[[int], None] | None = None
@@ -193,11 +178,11 @@ class Subprocess:
         self.stdin: Any = self.proc.stdin
         self.stdout: Any = self.proc.stdout
         self.stderr: Any = self.proc.stderr
-        if parent_ends:
+        if pipes:
             from squall.iostream import PipeIOStream
 
-            for name, (fd, _direction) in parent_ends.items():
-                setattr(self, name, PipeIOStream(fd))
+            for name, ours, _theirs in pipes:
+                setattr(self, name, PipeIOStream(ours))
 
     def set_exit_callback(self, callback: Callable[[int], None]) -> None:
         """Call ``callback(returncode)`` on this object's IOLoop when the process exits.

@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import heapq
-from collections.abc import Awaitable
-from typing import Any, Generic, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any, ClassVar, Generic, TypeVar
 
 from squall.locks import Event, Timeout, _new_future, _schedule_timeout
 
@@ -35,6 +35,51 @@ def _expire_with_timeout_error(future: asyncio.Future[Any]) -> None:
         future.set_exception(TimeoutError())
 
 
+# A queue's ordering is its storage: each kind holds the items and knows which one leaves
+# next, so Queue itself is the same for all three orders.
+
+
+class _FifoItems(collections.deque[Any]):
+    __slots__ = ()
+
+    def push(self, item: Any) -> None:
+        self.append(item)
+
+    def take(self) -> Any:
+        return self.popleft()
+
+
+class _HeapItems(list[Any]):
+    __slots__ = ()
+
+    def push(self, item: Any) -> None:
+        heapq.heappush(self, item)
+
+    def take(self) -> Any:
+        return heapq.heappop(self)
+
+
+class _StackItems(list[Any]):
+    __slots__ = ()
+
+    def push(self, item: Any) -> None:
+        self.append(item)
+
+    def take(self) -> Any:
+        return self.pop()
+
+
+_Items = _FifoItems | _HeapItems | _StackItems
+
+
+def _checked_maxsize(maxsize: int) -> int:
+    if maxsize is None:
+        raise TypeError("maxsize can't be None")
+    if maxsize < 0:
+        raise ValueError("maxsize can't be negative")
+    return maxsize
+
+
 class _QueueIterator(Generic[_T]):
     __slots__ = ("_queue",)
 
@@ -53,35 +98,18 @@ class Queue(Generic[_T]):
     work is finished. ``async for item in queue`` loops over items forever.
     """
 
+    _items_type: ClassVar[type[_Items]] = _FifoItems
+
     def __init__(self, maxsize: int = 0) -> None:
-        if maxsize is None:
-            raise TypeError("maxsize can't be None")
-        if maxsize < 0:
-            raise ValueError("maxsize can't be negative")
-        self._maxsize = maxsize
-        self._init()
+        self._queue: _Items = self._items_type()
+        # Waiters, oldest first; ones that timed out stay until a put or get sweeps them.
         self._getters: collections.deque[asyncio.Future[_T]] = collections.deque()
         self._putters: collections.deque[tuple[_T, asyncio.Future[None]]] = collections.deque()
+        self._maxsize = _checked_maxsize(maxsize)
+        # Items put but not yet marked done; join() waits for _finished.
         self._unfinished_tasks = 0
         self._finished = Event()
         self._finished.set()
-
-    @property
-    def maxsize(self) -> int:
-        """The largest number of items the queue holds (0 means unbounded)."""
-        return self._maxsize
-
-    def qsize(self) -> int:
-        """The number of items in the queue."""
-        return len(self._queue)
-
-    def empty(self) -> bool:
-        return not self._queue
-
-    def full(self) -> bool:
-        if self._maxsize == 0:
-            return False
-        return self.qsize() >= self._maxsize
 
     def put(self, item: _T, timeout: Timeout | None = None) -> asyncio.Future[None]:
         """Put ``item`` in the queue, waiting for room while it is full.
@@ -89,72 +117,66 @@ class Queue(Generic[_T]):
         The Future raises TimeoutError if ``timeout`` passes before there is room
         (the item is then not added).
         """
-        future: asyncio.Future[None] = _new_future()
-        try:
+        done: asyncio.Future[None] = _new_future()
+        self._drop_expired_waiters()
+        if self._getters or not self.full():
             self.put_nowait(item)
-        except QueueFull:
-            self._putters.append((item, future))
-            if timeout is not None:
-                _schedule_timeout(future, timeout, lambda: _expire_with_timeout_error(future))
+            done.set_result(None)
         else:
-            future.set_result(None)
-        return future
+            self._putters.append((item, done))
+            _expire_at(done, timeout)
+        return done
 
     def put_nowait(self, item: _T) -> None:
         """Put ``item`` in the queue, or raise :exc:`QueueFull`."""
         self._drop_expired_waiters()
-        while self._getters:
+        if self._getters:
+            # Getters wait only on an empty queue. The item still goes through storage so
+            # the order and the task count apply to it as to any other.
             getter = self._getters.popleft()
-            if getter.done():
-                continue
-            # A getter only waits on an empty queue: pass the item through the queue so
-            # subclasses' ordering and bookkeeping still apply.
-            self._put_item(item)
-            getter.set_result(self._get())
-            return
-        if self.full():
+            self._admit(item)
+            getter.set_result(self._queue.take())
+        elif self.full():
             raise QueueFull
-        self._put_item(item)
+        else:
+            self._admit(item)
 
     def get(self, timeout: Timeout | None = None) -> Awaitable[_T]:
         """Take an item, waiting while the queue is empty.
 
         The Future raises TimeoutError if ``timeout`` passes first.
         """
-        future: asyncio.Future[_T] = _new_future()
-        try:
-            future.set_result(self.get_nowait())
-        except QueueEmpty:
-            self._getters.append(future)
-            if timeout is not None:
-                _schedule_timeout(future, timeout, lambda: _expire_with_timeout_error(future))
-        return future
+        got: asyncio.Future[_T] = _new_future()
+        self._drop_expired_waiters()
+        if self._putters or self._queue:
+            got.set_result(self.get_nowait())
+        else:
+            self._getters.append(got)
+            _expire_at(got, timeout)
+        return got
 
     def get_nowait(self) -> _T:
         """Take an item, or raise :exc:`QueueEmpty`."""
         self._drop_expired_waiters()
-        while self._putters:
+        if self._putters:
+            # Putters wait only on a full queue: the oldest one's item enters before one
+            # leaves, so the storage order decides which comes out.
             item, putter = self._putters.popleft()
-            if putter.done():
-                continue
-            # Putters only wait on a full queue: admit the oldest before taking an item,
-            # so the subclass's ordering decides what comes out.
-            self._put_item(item)
+            self._admit(item)
             putter.set_result(None)
-            return self._get()
-        if self._queue:
-            return self._get()
-        raise QueueEmpty
+        elif not self._queue:
+            raise QueueEmpty
+        return self._queue.take()  # type: ignore[no-any-return]
 
     def task_done(self) -> None:
         """Mark one item taken by :meth:`get` as processed (see :meth:`join`).
 
         ValueError if called more times than items were put.
         """
-        if self._unfinished_tasks <= 0:
+        if not self._unfinished_tasks:
             raise ValueError("task_done() called too many times")
         self._unfinished_tasks -= 1
-        if self._unfinished_tasks == 0:
+        if not self._unfinished_tasks:
             self._finished.set()
 
     def join(self, timeout: Timeout | None = None) -> Awaitable[None]:
@@ -164,28 +186,36 @@ class Queue(Generic[_T]):
     def __aiter__(self) -> _QueueIterator[_T]:
         return _QueueIterator(self)
 
-    # Storage hooks, overridden by the ordered subclasses.
+    def qsize(self) -> int:
+        """The number of items in the queue."""
+        return len(self._queue)
 
-    def _init(self) -> None:
-        self._queue: Any = collections.deque()
+    def full(self) -> bool:
+        # maxsize 0 means unbounded: such a queue is never full.
+        return 0 < self._maxsize <= self.qsize()
 
-    def _get(self) -> _T:
-        return self._queue.popleft()
+    def empty(self) -> bool:
+        return self.qsize() == 0
 
-    def _put(self, item: _T) -> None:
-        self._queue.append(item)
+    @property
+    def maxsize(self) -> int:
+        """The largest number of items the queue holds (0 means unbounded)."""
+        return self._maxsize
 
-    def _put_item(self, item: _T) -> None:
+    def _admit(self, item: _T) -> None:
         self._unfinished_tasks += 1
         self._finished.clear()
-        self._put(item)
+        self._queue.push(item)
 
     def _drop_expired_waiters(self) -> None:
-        # Timed-out waiters stay queued until a put or get sweeps them from the front.
-        while self._putters and self._putters[0][1].done():
-            self._putters.popleft()
-        while self._getters and self._getters[0].done():
-            self._getters.popleft()
+        # After this the oldest waiter of each kind, if any, is still waiting.
+        sweeps: tuple[tuple[collections.deque[Any], Callable[[Any], bool]], ...] = (
+            (self._putters, _putter_done),
+            (self._getters, _getter_done),
+        )
+        for waiters, is_done in sweeps:
+            while waiters and is_done(waiters[0]):
+                waiters.popleft()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} at {hex(id(self))} {self._describe()}>"
@@ -195,39 +225,37 @@ class Queue(Generic[_T]):
 
     def _describe(self) -> str:
         parts = [f"maxsize={self.maxsize!r}"]
-        if getattr(self, "_queue", None):
-            parts.append(f"queue={self._queue!r}")
-        if self._getters:
-            parts.append(f"getters[{len(self._getters)}]")
-        if self._putters:
-            parts.append(f"putters[{len(self._putters)}]")
+        if self._queue:
+            parts.append(f"queue={list(self._queue)!r}")
+        for label, waiters in (("getters", self._getters), ("putters", self._putters)):
+            if waiters:
+                parts.append(f"{label}[{len(waiters)}]")
         if self._unfinished_tasks:
             parts.append(f"tasks={self._unfinished_tasks}")
         return " ".join(parts)
+
+
+def _putter_done(entry: tuple[Any, asyncio.Future[None]]) -> bool:
+    return entry[1].done()
+
+
+def _getter_done(getter: asyncio.Future[Any]) -> bool:
+    return getter.done()
+
+
+def _expire_at(waiter: asyncio.Future[Any], timeout: Timeout | None) -> None:
+    if timeout is not None:
+        _schedule_timeout(waiter, timeout, lambda: _expire_with_timeout_error(waiter))
 
 
 class PriorityQueue(Queue[_T]):
     """A :class:`Queue` that hands out the lowest item first (typically a
     ``(priority, item)`` tuple)."""
 
-    def _init(self) -> None:
-        self._queue = []
-
-    def _put(self, item: _T) -> None:
-        heapq.heappush(self._queue, item)
-
-    def _get(self) -> _T:
-        return heapq.heappop(self._queue)
+    _items_type = _HeapItems
 
 
 class LifoQueue(Queue[_T]):
     """A :class:`Queue` that hands out the most recently added item first."""
 
-    def _init(self) -> None:
-        self._queue = []
-
-    def _put(self, item: _T) -> None:
-        self._queue.append(item)
-
-    def _get(self) -> _T:
-        return self._queue.pop()
+    _items_type = _StackItems

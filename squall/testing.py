@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import inspect
 import logging
@@ -35,7 +36,6 @@ __all__ = [
 ]
 
 _T = TypeVar("_T")
-_ExcInfo = tuple[type[BaseException], BaseException, types.TracebackType]
 
 _app_log = logging.getLogger("squall.application")
 
@@ -94,11 +94,7 @@ class AsyncTestCase(unittest.TestCase):
 
     def __init__(self, methodName: str = "runTest") -> None:
         super().__init__(methodName)
-        self.__stopped = False
-        self.__running = False
-        self.__failure: _ExcInfo | None = None
-        self.__stop_args: Any = None
-        self.__timeout: object | None = None
+        self._wait_state = _WaitState()
         # Set by gen_test: the generator or coroutine of the running test, so a timeout
         # can be raised inside it (its traceback then shows where it was waiting).
         self._test_generator: Generator[Any, Any, Any] | Coroutine[Any, Any, Any] | None = None
@@ -116,7 +112,7 @@ class AsyncTestCase(unittest.TestCase):
         super().tearDown()
         # A failure recorded outside the test's own stack (e.g. a wait() timeout) is raised
         # here if the test did not already raise it.
-        self.__rethrow()
+        self._raise_recorded_failure()
 
     def _cancel_leftover_tasks(self) -> None:
         loop = self.io_loop.asyncio_loop
@@ -159,39 +155,46 @@ class AsyncTestCase(unittest.TestCase):
     def _handle_exception(
         self, typ: type[BaseException], value: BaseException, tb: types.TracebackType
     ) -> bool:
-        if self.__failure is None:
-            self.__failure = (typ, value, tb)
-        else:
+        # The first failure is raised from wait() (or tearDown); later ones are only logged.
+        state = self._wait_state
+        if state.failure is not None:
             _app_log.error("multiple unhandled exceptions in test", exc_info=(typ, value, tb))
+        else:
+            state.failure = value.with_traceback(tb)
         self.stop()
         return True
 
-    def __rethrow(self) -> None:
-        if self.__failure is not None:
-            failure = self.__failure
-            self.__failure = None
-            raise failure[1].with_traceback(failure[2])
+    def _raise_recorded_failure(self) -> None:
+        state = self._wait_state
+        failure, state.failure = state.failure, None
+        if failure is not None:
+            raise failure
 
     def _callTestMethod(self, method: Callable[[], Any]) -> None:
+        # A test method that returns something was almost surely meant to be waited for:
+        # an undecorated coroutine or generator would otherwise pass without running.
         returned = method()
-        if isinstance(returned, Generator) or inspect.iscoroutine(returned):
-            if inspect.iscoroutine(returned):
-                returned.close()
+        if returned is None:
+            return
+        unawaited = inspect.iscoroutine(returned)
+        if unawaited:
+            returned.close()  # no "never awaited" warning on top of the error
+        if unawaited or isinstance(returned, Generator):
             raise TypeError(
                 "Generator and coroutine test methods should be decorated with "
                 "squall.testing.gen_test"
             )
-        if returned is not None:
-            raise ValueError(f"Return value from test method ignored: {returned!r}")
+        raise ValueError(f"Return value from test method ignored: {returned!r}")
 
     def stop(self, _arg: Any = None, **kwargs: Any) -> None:
         """End the current ``wait()``; it returns ``_arg`` or the keyword arguments."""
         assert _arg is None or not kwargs
-        self.__stop_args = kwargs or _arg
-        if self.__running:
+        state = self._wait_state
+        state.result = kwargs or _arg
+        state.stopped = True
+        if state.running:
+            state.running = False
             self.io_loop.stop()
-            self.__running = False
-        self.__stopped = True
 
     def wait(
         self, condition: Callable[..., bool] | None = None, timeout: float | None = None
@@ -200,35 +203,48 @@ class AsyncTestCase(unittest.TestCase):
 
         Fails the test after ``timeout`` seconds (default ``get_async_test_timeout()``).
         """
-        if timeout is None:
-            timeout = get_async_test_timeout()
-        if not self.__stopped:
-            if timeout:
+        state = self._wait_state
+        if not state.stopped:
+            limit = get_async_test_timeout() if timeout is None else timeout
+            self._run_until_stopped(condition, limit)
+        assert state.stopped
+        state.stopped = False
+        self._raise_recorded_failure()
+        result, state.result = state.result, None
+        return result
 
-                def on_timeout() -> None:
-                    try:
-                        raise self.failureException(
-                            f"Async operation timed out after {timeout} seconds"
-                        )
-                    except Exception:
-                        self.__failure = sys.exc_info()  # type: ignore[assignment]
-                    self.stop()
-
-                self.__timeout = self.io_loop.add_timeout(self.io_loop.time() + timeout, on_timeout)
-            while True:
-                self.__running = True
+    def _run_until_stopped(self, condition: Callable[..., bool] | None, limit: float) -> None:
+        state = self._wait_state
+        deadline = self.io_loop.call_later(limit, self._wait_timed_out, limit) if limit else None
+        try:
+            # stop() ends one run of the loop; with a condition, runs go on until it holds
+            # (or something failed, which wait() then raises).
+            satisfied = False
+            while not satisfied:
+                state.running = True
                 self.io_loop.start()
-                if self.__failure is not None or condition is None or condition():
-                    break
-            if self.__timeout is not None:
-                self.io_loop.remove_timeout(self.__timeout)
-                self.__timeout = None
-        assert self.__stopped
-        self.__stopped = False
-        self.__rethrow()
-        stop_args = self.__stop_args
-        self.__stop_args = None
-        return stop_args
+                satisfied = state.failure is not None or condition is None or condition()
+        finally:
+            if deadline is not None:
+                self.io_loop.remove_timeout(deadline)
+
+    def _wait_timed_out(self, limit: float) -> None:
+        try:
+            # Raised, not just built, so that it carries a traceback like any failure.
+            raise self.failureException(f"Async operation timed out after {limit} seconds")
+        except Exception as error:
+            self._wait_state.failure = error
+        self.stop()
+
+
+@dataclasses.dataclass
+class _WaitState:
+    """Where AsyncTestCase's stop()/wait() pair stands."""
+
+    stopped: bool = False  # stop() was called since the last wait() returned
+    running: bool = False  # wait() is running the loop, which stop() must end
+    result: Any = None  # what stop() was given, for wait() to return
+    failure: BaseException | None = None  # the first failure outside the test's stack
 
 
 @overload
@@ -326,12 +342,15 @@ class AsyncHTTPTestCase(AsyncTestCase):
 
     def setUp(self) -> None:
         super().setUp()
-        sock, port = bind_unused_port()
-        self.__port = port
+        listener, self.__port = bind_unused_port()
         self.http_client = self.get_http_client()
         self._app = self.get_app()
         self.http_server = self.get_http_server()
-        self.http_server.add_sockets([sock])
+        self.http_server.add_sockets([listener])
+
+    def get_app(self) -> Any:
+        """The application to test (``squall.web.Application`` or any HTTP delegate)."""
+        raise NotImplementedError("AsyncHTTPTestCase subclasses must define get_app()")
 
     def get_http_client(self) -> Any:
         """The client used by ``fetch``."""
@@ -343,33 +362,22 @@ class AsyncHTTPTestCase(AsyncTestCase):
         """The server for ``get_app()``."""
         from squall.httpserver import HTTPServer
 
-        return HTTPServer(self._app, **self.get_httpserver_options())
-
-    def get_app(self) -> Any:
-        """The application to test (``squall.web.Application`` or any HTTP delegate)."""
-        raise NotImplementedError("AsyncHTTPTestCase subclasses must define get_app()")
+        options = self.get_httpserver_options()
+        return HTTPServer(self._app, **options)
 
     def fetch(self, path: str, raise_error: bool = False, **kwargs: Any) -> Any:
         """Fetch ``path`` (relative to the test server, or an absolute URL) synchronously.
 
         HTTP error responses are returned, not raised, unless ``raise_error`` is true.
         """
-        if path.lower().startswith(("http://", "https://")):
-            url = path
-        else:
-            url = self.get_url(path)
-        return self.io_loop.run_sync(
-            functools.partial(self.http_client.fetch, url, raise_error=raise_error, **kwargs),
-            timeout=get_async_test_timeout(),
-        )
+        absolute = path.lower().startswith(("http://", "https://"))
+        url = path if absolute else self.get_url(path)
+        request = functools.partial(self.http_client.fetch, url, raise_error=raise_error, **kwargs)
+        return self.io_loop.run_sync(request, timeout=get_async_test_timeout())
 
     def get_httpserver_options(self) -> dict[str, Any]:
         """Keyword arguments for the ``HTTPServer``."""
         return {}
-
-    def get_http_port(self) -> int:
-        """The port the test server listens on."""
-        return self.__port
 
     def get_protocol(self) -> str:
         return "http"
@@ -378,14 +386,17 @@ class AsyncHTTPTestCase(AsyncTestCase):
         """Absolute URL of ``path`` on the test server."""
         return f"{self.get_protocol()}://127.0.0.1:{self.get_http_port()}{path}"
 
+    def get_http_port(self) -> int:
+        """The port the test server listens on."""
+        return self.__port
+
     def tearDown(self) -> None:
-        self.http_server.stop()
-        self.io_loop.run_sync(
-            self.http_server.close_all_connections, timeout=get_async_test_timeout()
-        )
+        server = self.http_server
+        server.stop()
+        # Open keep-alive connections would otherwise outlive the test (and its loop).
+        self.io_loop.run_sync(server.close_all_connections, timeout=get_async_test_timeout())
         self.http_client.close()
-        del self.http_server
-        del self._app
+        del self.http_server, self._app
         super().tearDown()
 
 
@@ -445,14 +456,15 @@ class ExpectLog(logging.Filter):
         self.deprecated_level_matched = 0
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info:
-            self.logged_stack = True
+        # True lets a record through to the handlers; a match is swallowed.
+        self.logged_stack = self.logged_stack or bool(record.exc_info)
         message = record.getMessage()
         if not self.regex.match(message):
             return True
-        if self.level is None and record.levelno < logging.WARNING:
-            self.deprecated_level_matched += 1
-        if self.level is not None and record.levelno != self.level:
+        if self.level is None:
+            if record.levelno < logging.WARNING:
+                self.deprecated_level_matched += 1
+        elif record.levelno != self.level:
             _app_log.warning(
                 "Got expected log message %r at unexpected level (%s vs %s)",
                 message,
@@ -464,9 +476,12 @@ class ExpectLog(logging.Filter):
         return False
 
     def __enter__(self) -> ExpectLog:
-        if self.level is not None and self.level < self.logger.getEffectiveLevel():
+        # A record below the logger's level would never reach the filter: open the logger
+        # up to the expected level while the block runs.
+        wanted = self.level
+        if wanted is not None and self.logger.getEffectiveLevel() > wanted:
             self.orig_level = self.logger.level
-            self.logger.setLevel(self.level)
+            self.logger.setLevel(wanted)
         self.logger.addFilter(self)
         return self
 
@@ -476,13 +491,15 @@ class ExpectLog(logging.Filter):
         value: BaseException | None,
         tb: types.TracebackType | None,
     ) -> None:
-        if self.orig_level is not None:
-            self.logger.setLevel(self.orig_level)
-            self.orig_level = None
+        level, self.orig_level = self.orig_level, None
+        if level is not None:
+            self.logger.setLevel(level)
         self.logger.removeFilter(self)
-        if typ is None and self.required and not self.matched:
+        if typ is not None or not self.required:
+            return  # an error in the block says more than a missing log line would
+        if not self.matched:
             raise Exception("did not get expected log message")
-        if typ is None and self.required and self.deprecated_level_matched >= 1 and self.matched:
+        if self.deprecated_level_matched:
             warnings.warn(
                 "ExpectLog matched a message below WARNING without a level argument",
                 DeprecationWarning,

@@ -9,10 +9,11 @@ import re
 import sys
 import unittest
 import warnings
+import weakref
 import zlib
 from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NamedTuple, NoReturn, TypeVar
 
 __all__ = [
     "ArgReplacer",
@@ -56,6 +57,9 @@ class ObjectDict(dict[str, Any]):
         self[name] = value
 
 
+_UNBOUNDED_DECOMPRESS = "GzipDecompressor.decompress without max_length is deprecated"
+
+
 class GzipDecompressor:
     """Streaming gzip decoder with bounded output per call.
 
@@ -75,11 +79,8 @@ class GzipDecompressor:
     def decompress(self, value: bytes, max_length: int = 0) -> bytes:
         """Decode ``value``; return at most ``max_length`` bytes (0 means no limit)."""
         if not max_length:
-            warnings.warn(
-                "GzipDecompressor.decompress without max_length is deprecated",
-                DeprecationWarning,
-                stacklevel=2,
-            )
+            # Unbounded output lets a tiny body expand without limit (Tornado 6.6 deprecation).
+            warnings.warn(_UNBOUNDED_DECOMPRESS, DeprecationWarning, stacklevel=2)
         pieces = []
         budget = max_length
         data = value
@@ -202,6 +203,18 @@ def _websocket_mask_python(mask: bytes, data: bytes) -> bytes:
     return masked.to_bytes(length, sys.byteorder)
 
 
+class _Choice(NamedTuple):
+    """What ``configure()`` recorded for one configurable base."""
+
+    impl: type[Configurable] | None
+    kwargs: dict[str, Any]
+
+
+# Configurable base -> its choice. Kept outside the classes so that a base's choice is
+# never inherited by a configurable base below it; weak so test classes can go away.
+_choices: weakref.WeakKeyDictionary[type, _Choice] = weakref.WeakKeyDictionary()
+
+
 class Configurable:
     """Base for classes whose constructor returns an instance of a configured subclass.
 
@@ -211,29 +224,20 @@ class Configurable:
     Subclasses are always constructible directly.
     """
 
-    # Stored in the configurable base's own __dict__ (never inherited values).
-    __impl_class: type[Configurable] | None = None
-    __impl_kwargs: dict[str, Any] | None = None
-
     def __new__(cls, *args: Any, **kwargs: Any) -> Any:
         base = cls.configurable_base()
-        init_kwargs: dict[str, Any] = {}
+        impl: type[Configurable] = cls
         if cls is base:
             impl = cls.configured_class()
-            bound = base.__dict__.get("_Configurable__impl_kwargs")
-            if bound:
-                init_kwargs.update(bound)
-        else:
-            impl = cls
-        init_kwargs.update(kwargs)
-        if impl.configurable_base() is not base:
-            # The chosen class is itself a configurable base: let it pick its own subclass.
-            return impl(*args, **init_kwargs)
-        instance = super().__new__(impl)
-        # __init__ is not used by configurables: initialize takes its place, which lets the
-        # constructor's arguments reach the chosen subclass.
-        instance.initialize(*args, **init_kwargs)
-        return instance
+            kwargs = {**_choices[base].kwargs, **kwargs}
+        if impl.configurable_base() is base:
+            # __init__ is not used by configurables: initialize takes its place, so the
+            # constructor's arguments reach the chosen subclass.
+            instance = super().__new__(impl)
+            instance.initialize(*args, **kwargs)
+            return instance
+        # The chosen class is a configurable base of its own: it picks its own subclass.
+        return impl(*args, **kwargs)
 
     @classmethod
     def configurable_base(cls) -> type[Configurable]:
@@ -254,39 +258,35 @@ class Configurable:
     @classmethod
     def configure(cls, impl: type[Configurable] | str | None, **kwargs: Any) -> None:
         """Choose the class built when the base is called, and keyword arguments for it."""
-        base = cls.configurable_base()
-        if isinstance(impl, str):
-            impl = import_object(impl)
-        if impl is not None and not (isinstance(impl, type) and issubclass(impl, cls)):
+        chosen = import_object(impl) if isinstance(impl, str) else impl
+        if chosen is not None and not (isinstance(chosen, type) and issubclass(chosen, cls)):
             raise ValueError(f"Invalid subclass of {cls}")
-        base.__impl_class = impl
-        base.__impl_kwargs = kwargs
+        _choices[cls.configurable_base()] = _Choice(chosen, kwargs)
 
     @classmethod
     def configured_class(cls) -> type[Configurable]:
         """The class currently configured for this base."""
         base = cls.configurable_base()
-        impl = base.__dict__.get("_Configurable__impl_class")
-        if impl is None:
-            impl = cls.configurable_default()
-            base.__impl_class = impl
-        return impl  # type: ignore[no-any-return]
+        choice = _choices.get(base)
+        if choice is not None and choice.impl is not None:
+            return choice.impl
+        # Nothing chosen yet (or configure(None)): settle on the default, keeping any
+        # keyword arguments configure() recorded.
+        default = cls.configurable_default()
+        _choices[base] = _Choice(default, choice.kwargs if choice is not None else {})
+        return default
 
     @classmethod
-    def _save_configuration(cls) -> tuple[type[Configurable] | None, dict[str, Any] | None]:
-        base = cls.configurable_base()
-        return (
-            base.__dict__.get("_Configurable__impl_class"),
-            base.__dict__.get("_Configurable__impl_kwargs"),
-        )
+    def _save_configuration(cls) -> _Choice | None:
+        return _choices.get(cls.configurable_base())
 
     @classmethod
-    def _restore_configuration(
-        cls, saved: tuple[type[Configurable] | None, dict[str, Any] | None]
-    ) -> None:
+    def _restore_configuration(cls, saved: _Choice | None) -> None:
         base = cls.configurable_base()
-        base.__impl_class = saved[0]
-        base.__impl_kwargs = saved[1]
+        if saved is None:
+            _choices.pop(base, None)
+        else:
+            _choices[base] = saved
 
 
 class ArgReplacer:

@@ -192,3 +192,15 @@ def test_module_level_define_groups_under_the_calling_file():
         module.parse_command_line(["prog", "--test-options-module-level-flag=9"], final=False) == []
     )
     assert module.options.test_options_module_level_flag == 9
+
+
+def test_module_level_functions_have_the_methods_signatures_less_self():
+    import inspect
+
+    from squall import options as module
+
+    for name in ("define", "parse_command_line", "parse_config_file", "print_help"):
+        method = inspect.signature(getattr(OptionParser, name))
+        function = inspect.signature(getattr(module, name))
+        assert list(function.parameters) == list(method.parameters)[1:]
+        assert getattr(module, name).__name__ == name

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import contextvars
 import errno
 import functools
+import queue
 import select
 import socket
 import sys
@@ -81,45 +83,33 @@ class BaseAsyncIOLoop(IOLoop):
         if fd_number in self.handlers:
             raise ValueError(f"fd {fd_number} added twice")
         self.handlers[fd_number] = (fileobj, handler)
-        if events & IOLoop.READ:
-            self.selector_loop.add_reader(fd_number, self._handle_events, fd_number, IOLoop.READ)
-            self.readers.add(fd_number)
-        if events & IOLoop.WRITE:
-            self.selector_loop.add_writer(fd_number, self._handle_events, fd_number, IOLoop.WRITE)
-            self.writers.add(fd_number)
+        self._watch_events(fd_number, events)
 
     def update_handler(self, fd: int | _Selectable, events: int) -> None:
-        fd_number, _ = self.split_fd(fd)
-        if events & IOLoop.READ:
-            if fd_number not in self.readers:
-                self.selector_loop.add_reader(
-                    fd_number, self._handle_events, fd_number, IOLoop.READ
-                )
-                self.readers.add(fd_number)
-        elif fd_number in self.readers:
-            self.selector_loop.remove_reader(fd_number)
-            self.readers.remove(fd_number)
-        if events & IOLoop.WRITE:
-            if fd_number not in self.writers:
-                self.selector_loop.add_writer(
-                    fd_number, self._handle_events, fd_number, IOLoop.WRITE
-                )
-                self.writers.add(fd_number)
-        elif fd_number in self.writers:
-            self.selector_loop.remove_writer(fd_number)
-            self.writers.remove(fd_number)
+        self._watch_events(self.split_fd(fd)[0], events)
 
     def remove_handler(self, fd: int | _Selectable) -> None:
-        fd_number, _ = self.split_fd(fd)
-        if fd_number not in self.handlers:
-            return
-        if fd_number in self.readers:
-            self.selector_loop.remove_reader(fd_number)
-            self.readers.remove(fd_number)
-        if fd_number in self.writers:
-            self.selector_loop.remove_writer(fd_number)
-            self.writers.remove(fd_number)
-        del self.handlers[fd_number]
+        fd_number = self.split_fd(fd)[0]
+        if self.handlers.pop(fd_number, None) is not None:
+            self._watch_events(fd_number, 0)
+
+    def _watch_events(self, fd: int, events: int) -> None:
+        """Have the selector loop watch ``fd`` for exactly the READ/WRITE bits of ``events``."""
+        selector = self.selector_loop
+        directions = (
+            (IOLoop.READ, self.readers, selector.add_reader, selector.remove_reader),
+            (IOLoop.WRITE, self.writers, selector.add_writer, selector.remove_writer),
+        )
+        for bit, watched, start, stop in directions:
+            wanted = bool(events & bit)
+            if wanted == (fd in watched):
+                continue
+            if wanted:
+                start(fd, self._handle_events, fd, bit)
+                watched.add(fd)
+            else:
+                stop(fd)
+                watched.discard(fd)
 
     def _handle_events(self, fd: int, events: int) -> None:
         entry = self.handlers.get(fd)
@@ -224,19 +214,19 @@ class AsyncIOLoop(BaseAsyncIOLoop):
     def initialize(self, **kwargs: Any) -> None:  # type: ignore[override]
         self.is_current = False
         self.old_asyncio: asyncio.AbstractEventLoop | None = None
-        created = None
-        if "asyncio_loop" not in kwargs:
-            kwargs["asyncio_loop"] = created = asyncio.new_event_loop()
-        try:
+        if "asyncio_loop" in kwargs:
             super().initialize(**kwargs)
+            return
+        # A loop made here is ours to close, also when wrapping it fails.
+        fresh = asyncio.new_event_loop()
+        try:
+            super().initialize(asyncio_loop=fresh, **kwargs)
         except Exception:
-            if created is not None:
-                created.close()
+            fresh.close()
             raise
 
     def close(self, all_fds: bool = False) -> None:
-        if self.is_current:
-            self._clear_current_hook()
+        self._clear_current_hook()  # does nothing unless this loop is current
         super().close(all_fds=all_fds)
 
     def _make_current(self) -> None:
@@ -311,56 +301,68 @@ def _atexit_callback() -> None:
 
 atexit.register(_atexit_callback)
 
+# select() errors that mean "one of the fds was closed under us" (WSAENOTSOCK on Windows).
+_CLOSED_FD_ERRNOS = frozenset(
+    {errno.EBADF, errno.EINTR, getattr(errno, "WSAENOTSOCK", errno.EBADF)}
+)
+
+_Handlers = dict[int, Callable[[], Any]]
+
 
 class SelectorThread:
     """Watches fds with ``select()`` on a helper thread for a loop that cannot (proactor).
 
-    Ready fds are reported back on the loop's thread, where the callbacks run.
+    The loop thread and the helper take turns: the loop thread posts a round (the fds to
+    watch) on a queue, the helper selects on them and posts the ready ones back to the
+    loop, where their callbacks run; only then is the next round posted, so a fd that
+    stays ready is not reported again before its callback had a chance to consume it.
+    A socket pair wakes the helper early when the watched set changes.
     """
 
     _closed = False
 
     def __init__(self, real_loop: asyncio.AbstractEventLoop) -> None:
         self._real_loop = real_loop
-        self._select_cond = threading.Condition()
-        self._select_args: tuple[list[int], list[int]] | None = None
-        self._closing_selector = False
+        # Callbacks run in the context of whoever created the selector, not the helper's.
+        self._main_context = contextvars.copy_context()
+        self._readers: _Handlers = {}
+        self._writers: _Handlers = {}
+        # Rounds for the helper: (read fds, write fds), or None to make it exit.
+        self._rounds: queue.SimpleQueue[tuple[list[int], list[int]] | None] = queue.SimpleQueue()
+        self._stopping = False
         self._thread: threading.Thread | None = None
         self._thread_manager_task: asyncio.Task[Any] | None = None
-        # Callbacks run in the context of whoever created the selector, not the helper thread's.
-        self._main_context = contextvars.copy_context()
-        self._readers: dict[int, tuple[Callable[..., Any], tuple[Any, ...]]] = {}
-        self._writers: dict[int, tuple[Callable[..., Any], tuple[Any, ...]]] = {}
+        self._launcher: Any = None
         self._waker_r, self._waker_w = socket.socketpair()
-        self._waker_r.setblocking(False)
-        self._waker_w.setblocking(False)
+        for end in (self._waker_r, self._waker_w):
+            end.setblocking(False)
         _selector_loops.add(self)
-        self._manager = self._thread_manager()
-        self._manager_step: Any = None
-        real_loop.call_soon(self._start_manager)
-        self.add_reader(self._waker_r.fileno(), self._consume_waker)
+        self._lifetime = self._thread_lifetime()
+        real_loop.call_soon(self._launch)
+        self.add_reader(self._waker_r.fileno(), self._drain_waker)
 
-    def _start_manager(self) -> None:
-        # Running the manager as an async generator ties the thread's lifetime to the loop:
-        # loop.shutdown_asyncgens() (done by asyncio.run) closes it, which stops the thread.
-        if self._closed:
-            return
-        self._manager_step = self._advance_manager()
-        self._thread_manager_task = self._real_loop.create_task(self._manager_step)
+    # -- helper thread lifetime -------------------------------------------------------
 
-    async def _advance_manager(self) -> None:
-        # Start the thread one iteration later: a loop stopped right away (as in tests)
-        # then leaves a pending task that close() can dispose of, on asyncio and uvloop alike.
+    def _launch(self) -> None:
+        if not self._closed:
+            self._launcher = self._start_lifetime()
+            self._thread_manager_task = self._real_loop.create_task(self._launcher)
+
+    async def _start_lifetime(self) -> None:
+        # One iteration late on purpose: a loop stopped right away (as in tests) is then
+        # left with a pending task that close() disposes of, on asyncio and uvloop alike.
         await asyncio.sleep(0)
         if not self._closed:
-            await self._manager.__anext__()
+            await self._lifetime.__anext__()
 
-    async def _thread_manager(self) -> Any:
+    async def _thread_lifetime(self) -> Any:
+        # An async generator ties the helper to the loop: loop.shutdown_asyncgens() (which
+        # asyncio.run calls) closes it, and the finally below stops the thread.
         self._thread = threading.Thread(
-            name="squall selector", daemon=True, target=self._run_select
+            target=self._select_rounds, name="squall selector", daemon=True
         )
         self._thread.start()
-        self._start_select()
+        self._post_round()
         try:
             yield None
         finally:
@@ -374,126 +376,105 @@ class SelectorThread:
         self._shutdown_thread()
         task = self._thread_manager_task
         if task is not None and not task.done():
-            # Created but never run (the loop stopped first): make sure neither the task nor
-            # its awaitable complain when they are collected.
+            # Created but never run (the loop stopped first): neither the task nor its
+            # coroutine may complain when they are collected.
             task.cancel()
             task._log_destroy_pending = False  # type: ignore[attr-defined]
-            if self._manager_step is not None:
-                self._manager_step.close()
+            self._launcher.close()
         _selector_loops.discard(self)
 
     def _shutdown_thread(self) -> None:
-        with self._select_cond:
-            if self._closing_selector:
-                return
-            self._closing_selector = True
-            self._select_cond.notify()
-        self._wake_selector()
+        if self._stopping:
+            return
+        self._stopping = True
+        self._rounds.put(None)
+        self._wake()
         if self._thread is not None:
             self._thread.join()
         self._waker_r.close()
         self._waker_w.close()
 
-    def _wake_selector(self) -> None:
-        if self._closing_selector and self._waker_w.fileno() == -1:
-            return
-        try:
-            self._waker_w.send(b"a")
-        except OSError:
-            pass
+    # -- the helper thread ------------------------------------------------------------
 
-    def _consume_waker(self) -> None:
-        try:
-            while self._waker_r.recv(1024):
-                pass
-        except OSError:
-            pass
-
-    def _start_select(self) -> None:
-        with self._select_cond:
-            assert self._select_args is None
-            self._select_args = (list(self._readers), list(self._writers))
-            self._select_cond.notify()
-
-    def _run_select(self) -> None:
-        while True:
-            with self._select_cond:
-                while self._select_args is None and not self._closing_selector:
-                    self._select_cond.wait()
-                if self._closing_selector:
-                    return
-                assert self._select_args is not None
-                to_read, to_write = self._select_args
-                self._select_args = None
+    def _select_rounds(self) -> None:
+        for readers, writers in iter(self._rounds.get, None):
             try:
-                readable, writable, errored = select.select(to_read, to_write, to_write)
-                writable = writable + errored
+                readable, writable, failed = select.select(readers, writers, writers)
+                writable += failed
             except OSError as error:
-                if error.errno == getattr(errno, "WSAENOTSOCK", errno.EBADF) or error.errno in (
-                    errno.EBADF,
-                    errno.EINTR,
-                ):
-                    # An fd was closed under us: find out which on the loop thread.
-                    readable, writable = list(to_read), list(to_write)
-                else:
+                if error.errno not in _CLOSED_FD_ERRNOS:
                     raise
+                # Which fd went away is for the loop thread to find out: its callback
+                # fails (or sees EOF) there.
+                readable, writable = readers, writers
             try:
                 self._real_loop.call_soon_threadsafe(
-                    self._handle_select, readable, writable, context=self._main_context
+                    self._dispatch, readable, writable, context=self._main_context
                 )
             except RuntimeError:
-                # The loop closed while we were selecting.
-                return
+                return  # the loop was closed while we selected
 
-    def _handle_select(self, readable: list[int], writable: list[int]) -> None:
-        for fd in readable:
-            self._handle_event(fd, self._readers)
-        for fd in writable:
-            self._handle_event(fd, self._writers)
-        if not self._closing_selector:
-            self._start_select()
+    # -- the loop thread --------------------------------------------------------------
 
-    def _handle_event(
-        self, fd: int, callbacks: dict[int, tuple[Callable[..., Any], tuple[Any, ...]]]
-    ) -> None:
-        entry = callbacks.get(fd)
-        if entry is None:
+    def _post_round(self) -> None:
+        self._rounds.put((list(self._readers), list(self._writers)))
+
+    def _dispatch(self, readable: list[int], writable: list[int]) -> None:
+        if self._stopping:
             return
-        callback, args = entry
-        try:
-            callback(*args)
-        except Exception:
-            from squall.ioloop import _app_log
+        for ready, handlers in ((readable, self._readers), (writable, self._writers)):
+            for fd in ready:
+                handler = handlers.get(fd)
+                if handler is not None:
+                    _run_selector_callback(handler)
+        if not self._stopping:
+            self._post_round()
 
-            _app_log.error("Exception in selector callback %r", callback, exc_info=True)
+    def _wake(self) -> None:
+        with contextlib.suppress(OSError):
+            self._waker_w.send(b"\0")
+
+    def _drain_waker(self) -> None:
+        with contextlib.suppress(OSError):  # BlockingIOError once it is empty
+            while self._waker_r.recv(4096):
+                pass
+
+    def _watch(
+        self, handlers: _Handlers, fd: Any, callback: Callable[..., None], args: Any
+    ) -> None:
+        handlers[_fileno(fd)] = functools.partial(callback, *args)
+        self._wake()
+
+    def _unwatch(self, handlers: _Handlers, fd: Any) -> bool:
+        if handlers.pop(_fileno(fd), None) is None:
+            return False
+        self._wake()
+        return True
 
     def add_reader(self, fd: Any, callback: Callable[..., None], *args: Any) -> None:
         """Call ``callback(*args)`` whenever ``fd`` is readable."""
-        self._readers[_fileno(fd)] = (callback, args)
-        self._wake_selector()
+        self._watch(self._readers, fd, callback, args)
 
     def add_writer(self, fd: Any, callback: Callable[..., None], *args: Any) -> None:
         """Call ``callback(*args)`` whenever ``fd`` is writable."""
-        self._writers[_fileno(fd)] = (callback, args)
-        self._wake_selector()
+        self._watch(self._writers, fd, callback, args)
 
     def remove_reader(self, fd: Any) -> bool:
         """Stop watching ``fd`` for reading; True if it was watched."""
-        try:
-            del self._readers[_fileno(fd)]
-        except KeyError:
-            return False
-        self._wake_selector()
-        return True
+        return self._unwatch(self._readers, fd)
 
     def remove_writer(self, fd: Any) -> bool:
         """Stop watching ``fd`` for writing; True if it was watched."""
-        try:
-            del self._writers[_fileno(fd)]
-        except KeyError:
-            return False
-        self._wake_selector()
-        return True
+        return self._unwatch(self._writers, fd)
+
+
+def _run_selector_callback(handler: Callable[[], Any]) -> None:
+    try:
+        handler()
+    except Exception:
+        from squall.ioloop import _app_log
+
+        _app_log.error("Exception in selector callback %r", handler, exc_info=True)
 
 
 def _fileno(fd: Any) -> int:
@@ -502,43 +483,47 @@ def _fileno(fd: Any) -> int:
 
 class AddThreadSelectorEventLoop(asyncio.AbstractEventLoop):
     """Wraps an event loop lacking ``add_reader``/``add_writer`` (a proactor loop) and adds
-    them through a ``SelectorThread``; everything else goes to the wrapped loop."""
+    them through a ``SelectorThread``; everything else is the wrapped loop's."""
 
-    MY_ATTRIBUTES = {
-        "_real_loop",
-        "_selector",
-        "add_reader",
-        "add_writer",
-        "close",
-        "remove_reader",
-        "remove_writer",
-    }
+    __slots__ = ("_real_loop", "_selector")
+
+    # Every name this class itself defines (filled in below the class). Those are answered
+    # by the wrapper; any other name, including the NotImplementedError stubs of
+    # AbstractEventLoop, is looked up on the wrapped loop.
+    MY_ATTRIBUTES: frozenset[str] = frozenset()
 
     def __getattribute__(self, name: str) -> Any:
-        if name in AddThreadSelectorEventLoop.MY_ATTRIBUTES:
-            return super().__getattribute__(name)
-        return getattr(self._real_loop, name)
+        if name in _WRAPPER_NAMES:
+            return object.__getattribute__(self, name)
+        return getattr(object.__getattribute__(self, "_real_loop"), name)
 
     def __init__(self, real_loop: asyncio.AbstractEventLoop) -> None:
-        self._real_loop = real_loop
+        # The selector's helper thread reports ready fds to the wrapped loop.
         self._selector = SelectorThread(real_loop)
+        self._real_loop = real_loop
 
     def close(self) -> None:
+        # The helper thread stops first: until then it may post to the wrapped loop.
         self._selector.close()
         self._real_loop.close()
 
     def add_reader(  # type: ignore[override]
         self, fd: Any, callback: Callable[..., None], *args: Any
     ) -> None:
-        return self._selector.add_reader(fd, callback, *args)
+        self._selector.add_reader(fd, callback, *args)
 
     def add_writer(  # type: ignore[override]
         self, fd: Any, callback: Callable[..., None], *args: Any
     ) -> None:
-        return self._selector.add_writer(fd, callback, *args)
+        self._selector.add_writer(fd, callback, *args)
 
     def remove_reader(self, fd: Any) -> bool:  # type: ignore[override]
         return self._selector.remove_reader(fd)
 
     def remove_writer(self, fd: Any) -> bool:  # type: ignore[override]
         return self._selector.remove_writer(fd)
+
+
+_WRAPPER_NAMES = AddThreadSelectorEventLoop.MY_ATTRIBUTES = frozenset(
+    vars(AddThreadSelectorEventLoop)
+)

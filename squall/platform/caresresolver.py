@@ -25,6 +25,14 @@ def _import_pycares() -> Any:
     return pycares
 
 
+def _family_of(address: str) -> int:
+    # c-ares answers in text: a dot means a dotted IPv4 quad, else a colon means IPv6.
+    for mark, found in ((".", socket.AF_INET), (":", socket.AF_INET6)):
+        if mark in address:
+            return found
+    return socket.AF_UNSPEC
+
+
 class CaresResolver(Resolver):
     """Non-blocking name resolution with c-ares, driven by the IOLoop.
 
@@ -45,17 +53,18 @@ class CaresResolver(Resolver):
         self._timer: asyncio.TimerHandle | None = None
 
     def _sock_state_cb(self, fd: int, readable: bool, writable: bool) -> None:
-        state = (IOLoop.READ if readable else 0) | (IOLoop.WRITE if writable else 0)
-        if not state:
-            if fd in self.fds:
-                self.io_loop.remove_handler(fd)
-                del self.fds[fd]
-        elif fd in self.fds:
-            self.io_loop.update_handler(fd, state)
-            self.fds[fd] = state
-        else:
-            self.io_loop.add_handler(fd, self._handle_events, state)
-            self.fds[fd] = state
+        # c-ares says which events it wants on each of its sockets; mirror that in the
+        # IOLoop's handlers (nothing wanted: the socket is done with).
+        wanted = (IOLoop.READ if readable else 0) | (IOLoop.WRITE if writable else 0)
+        have = self.fds.pop(fd, 0)
+        if wanted and not have:
+            self.io_loop.add_handler(fd, self._handle_events, wanted)
+        elif have and not wanted:
+            self.io_loop.remove_handler(fd)
+        elif wanted != have:
+            self.io_loop.update_handler(fd, wanted)
+        if wanted:
+            self.fds[fd] = wanted
         self._schedule_timeout()
 
     def _handle_events(self, fd: int, events: int) -> None:
@@ -106,18 +115,11 @@ class CaresResolver(Resolver):
             addresses = list(result.addresses)
         pairs: list[tuple[int, Any]] = []
         for address in addresses:
-            if "." in address:
-                address_family = socket.AF_INET
-            elif ":" in address:
-                address_family = socket.AF_INET6
-            else:
-                address_family = socket.AF_UNSPEC
-            if family and address_family != family:
-                raise OSError(f"Requested socket family {family} but got {address_family}")
-            if address_family == socket.AF_INET6:
-                pairs.append((address_family, (address, port, 0, 0)))
-            else:
-                pairs.append((address_family, (address, port)))
+            found = _family_of(address)
+            if family and found != family:
+                raise OSError(f"Requested socket family {family} but got {found}")
+            sockaddr = (address, port, 0, 0) if found == socket.AF_INET6 else (address, port)
+            pairs.append((found, sockaddr))
         return pairs
 
     def close(self) -> None:

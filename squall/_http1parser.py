@@ -411,7 +411,7 @@ class HTTP1Parser:
                         if "Content-Length" not in values and "Transfer-Encoding" not in values:
                             self._framing = _NO_BODY
                         else:
-                            self._framing = self._body_framing(headers, allow_until_close=False)
+                            self._framing = self._request_body_framing(request_line, headers)
                     else:
                         self._framing = self._request_framing(request_line, headers)
                     self._state = _S_BODY_START
@@ -452,6 +452,13 @@ class HTTP1Parser:
                 self._valid_host = host
         elif start_line.version == "HTTP/1.1":
             raise ParseError("Missing Host header")
+        return self._request_body_framing(start_line, headers)
+
+    def _request_body_framing(self, start_line: RequestStartLine, headers: HTTPHeaders) -> int:
+        if start_line.version == "HTTP/1.0" and "Transfer-Encoding" in headers._values:
+            # HTTP/1.0 has no chunked coding: RFC 9112 6.1 calls such framing faulty, and a
+            # 1.0 peer (a proxy, say) may well have framed the body otherwise.
+            raise ParseError("Transfer-Encoding in an HTTP/1.0 request")
         return self._body_framing(headers, allow_until_close=False)
 
     def _response_framing(self, start_line: ResponseStartLine, headers: HTTPHeaders) -> int:

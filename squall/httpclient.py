@@ -12,6 +12,7 @@ import asyncio
 import datetime
 import functools
 import inspect
+import operator
 import ssl
 import time
 import weakref
@@ -254,6 +255,7 @@ class HTTPRequest:
     _headers: dict[str, str] | httputil.HTTPHeaders
     _body: bytes
     _KEPT_AS_PASSED: tuple[str, ...]
+    _pick_kept: Callable[[dict[str, Any]], tuple[Any, ...]]
 
     # What an option left at None means when the client's defaults do not say either
     # (Tornado's documented values).
@@ -288,9 +290,8 @@ class HTTPRequest:
         expect_100_continue: bool = False, decompress_response: bool | None = None,
         ssl_options: dict[str, Any] | ssl.SSLContext | None = None,
     ) -> None:
-        passed = locals()
-        for name in self._KEPT_AS_PASSED:
-            setattr(self, name, passed[name])
+        # Plain attributes, filled in one step from the arguments of the same names.
+        vars(self).update(zip(self._KEPT_AS_PASSED, self._pick_kept(locals()), strict=True))
         self.headers = headers  # type: ignore[assignment]
         self.body = body  # type: ignore[assignment]
         if if_modified_since:
@@ -327,6 +328,9 @@ HTTPRequest._KEPT_AS_PASSED = tuple(
     name
     for name in inspect.signature(HTTPRequest.__init__).parameters
     if name not in _HANDLED_BY_INIT
+)
+HTTPRequest._pick_kept = staticmethod(  # type: ignore[assignment]
+    operator.itemgetter(*HTTPRequest._KEPT_AS_PASSED)
 )
 
 

@@ -72,20 +72,17 @@ class _CurlStreamingBuffer:
     max_buffer_size = 1024 * 1024
 
     def __init__(
-        self,
-        client: CurlAsyncHTTPClient,
-        curl: Any,
-        callback: Callable[[bytes], Any],
+        self, client: CurlAsyncHTTPClient, curl: Any, callback: Callable[[bytes], Any]
     ) -> None:
         self._client = client
         self._curl = curl
         self._callback = callback
+        # Whether libcurl is held back (paused), or was refused (body too large).
+        self.paused = self.body_too_large = False
+        # Chunks waiting for the loop, and the byte counts the two limits look at.
         self._pending: list[bytes] = []
-        self._pending_size = 0
-        self._received = 0
+        self._pending_size = self._received = 0
         self._flush_scheduled = False
-        self.paused = False
-        self.body_too_large = False
 
     def write(self, chunk: bytes) -> int:
         size = len(chunk)
@@ -166,9 +163,7 @@ class _Transfer:
     )
 
     def __init__(
-        self,
-        request: HTTPRequest,
-        callback: Callable[[HTTPResponse], None],
+        self, request: HTTPRequest, callback: Callable[[HTTPResponse], None],
         queue_start_time: float,
     ) -> None:
         self.request = request
@@ -181,6 +176,10 @@ class _Transfer:
         self.curl_start_ioloop_time = 0.0
 
 
+# A request waiting for a curl handle: the request, its callback, and when it was queued.
+_QueuedRequest = tuple[HTTPRequest, Callable[[HTTPResponse], None], float]
+
+
 class CurlAsyncHTTPClient(AsyncHTTPClient):
     """``AsyncHTTPClient`` on libcurl's multi interface, driven by the ``IOLoop``.
 
@@ -191,23 +190,23 @@ class CurlAsyncHTTPClient(AsyncHTTPClient):
     max_body_size: int
 
     def initialize(  # type: ignore[override]
-        self,
-        max_clients: int = 10,
-        defaults: dict[str, Any] | None = None,
+        self, max_clients: int = 10, defaults: dict[str, Any] | None = None,
         max_body_size: int = 104857600,
     ) -> None:
         pycurl = _load_pycurl()
         super().initialize(defaults=defaults)
         self.max_body_size = max_body_size
-        self._multi = pycurl.CurlMulti()
-        self._multi.setopt(pycurl.M_TIMERFUNCTION, self._set_timeout)
-        self._multi.setopt(pycurl.M_SOCKETFUNCTION, self._handle_socket)
+        multi = pycurl.CurlMulti()
+        # libcurl drives the loop through these: which sockets to watch, when to call back.
+        multi.setopt(pycurl.M_SOCKETFUNCTION, self._handle_socket)
+        multi.setopt(pycurl.M_TIMERFUNCTION, self._set_timeout)
+        self._multi = multi
         self._curls = [pycurl.Curl() for _ in range(max_clients)]
-        self._free_list = self._curls[:]
+        self._free_list = list(self._curls)
         self._transfers: dict[Any, _Transfer] = {}
-        self._requests: collections.deque[
-            tuple[HTTPRequest, Callable[[HTTPResponse], None], float]
-        ] = collections.deque()
+        # Requests waiting for a free handle, oldest first.
+        self._requests: collections.deque[_QueuedRequest] = collections.deque()
+        # The descriptors libcurl asked us to watch, with the IOLoop events for each.
         self._fds: dict[int, int] = {}
         self._timeout: object | None = None
         # libcurl can fail to ask for a timer after some state changes; a slow periodic
@@ -252,34 +251,26 @@ class CurlAsyncHTTPClient(AsyncHTTPClient):
 
     def _handle_socket(self, event: int, fd: int, multi: Any, data: Any) -> None:
         pycurl = _load_pycurl()
-        if event == pycurl.POLL_REMOVE:
-            if fd in self._fds:
-                self.io_loop.remove_handler(fd)
-                del self._fds[fd]
-            return
-        events = {
-            pycurl.POLL_NONE: 0,
-            pycurl.POLL_IN: IOLoop.READ,
-            pycurl.POLL_OUT: IOLoop.WRITE,
-            pycurl.POLL_INOUT: IOLoop.READ | IOLoop.WRITE,
-        }[event]
         # libcurl may close a socket and open another with the same number without
-        # telling us, so always register afresh.
-        if fd in self._fds:
+        # telling us, so a descriptor is always dropped first and registered afresh.
+        if self._fds.pop(fd, None) is not None:
             self.io_loop.remove_handler(fd)
+        if event == pycurl.POLL_REMOVE:
+            return
+        # POLL_IN, POLL_OUT and POLL_INOUT are bits 1 and 2; POLL_NONE is 0.
+        events = (IOLoop.READ if event & pycurl.POLL_IN else 0) | (
+            IOLoop.WRITE if event & pycurl.POLL_OUT else 0
+        )
         self.io_loop.add_handler(fd, self._handle_events, events)
         self._fds[fd] = events
 
     def _set_timeout(self, msecs: int) -> None:
-        if self._timeout is not None:
-            self.io_loop.remove_timeout(self._timeout)
-            self._timeout = None
-        if msecs < 0:
-            # libcurl's way of saying no timer is needed.
-            return
-        self._timeout = self.io_loop.add_timeout(
-            self.io_loop.time() + msecs / 1000.0, self._handle_timeout
-        )
+        previous, self._timeout = self._timeout, None
+        if previous is not None:
+            self.io_loop.remove_timeout(previous)
+        # A negative delay is libcurl's way of saying no timer is needed.
+        if msecs >= 0:
+            self._timeout = self.io_loop.call_later(msecs / 1000.0, self._handle_timeout)
 
     def _socket_action(self, fd: int, action: int) -> None:
         pycurl = _load_pycurl()
@@ -318,14 +309,14 @@ class CurlAsyncHTTPClient(AsyncHTTPClient):
         self._socket_action(_load_pycurl().SOCKET_TIMEOUT, 0)
 
     def _finish_pending_requests(self) -> None:
-        multi = self._multi
-        while multi is not None:
-            queued, succeeded, failed = multi.info_read()
-            for curl in succeeded:
-                self._finish(curl)
-            for curl, errno, message in failed:
-                self._finish(curl, errno, message)
-            if queued == 0:
+        # A response callback may close the client, so the multi handle is looked up anew.
+        while self._multi is not None:
+            more, succeeded, failed = self._multi.info_read()
+            outcomes: list[tuple[Any, int | None, str]] = [(curl, None, "") for curl in succeeded]
+            outcomes.extend(failed)
+            for curl, curl_error, message in outcomes:
+                self._finish(curl, curl_error, message)
+            if not more:
                 break
         self._process_queue()
 
@@ -376,16 +367,9 @@ class CurlAsyncHTTPClient(AsyncHTTPClient):
                 buffer.seek(0)
             else:
                 buffer = BytesIO()
-        time_info = dict(
-            queue=transfer.curl_start_ioloop_time - transfer.queue_start_time,
-            namelookup=curl.getinfo(pycurl.NAMELOOKUP_TIME),
-            connect=curl.getinfo(pycurl.CONNECT_TIME),
-            appconnect=curl.getinfo(pycurl.APPCONNECT_TIME),
-            pretransfer=curl.getinfo(pycurl.PRETRANSFER_TIME),
-            starttransfer=curl.getinfo(pycurl.STARTTRANSFER_TIME),
-            total=curl.getinfo(pycurl.TOTAL_TIME),
-            redirect=curl.getinfo(pycurl.REDIRECT_TIME),
-        )
+        time_info = {"queue": transfer.curl_start_ioloop_time - transfer.queue_start_time}
+        for name in _CURL_TIMERS:
+            time_info[name] = curl.getinfo(getattr(pycurl, name.upper() + "_TIME"))
         # Clear every option (and the callbacks holding this client) while keeping
         # libcurl's connection cache: the next request starts from a clean handle, so no
         # credentials or certificates leak from one request into another.
@@ -413,6 +397,9 @@ class CurlAsyncHTTPClient(AsyncHTTPClient):
     def _curl_setup_request(self, curl: Any, transfer: _Transfer) -> None:
         pycurl = _load_pycurl()
         request = transfer.request
+        for unsupported in ("ssl_options", "body_producer"):
+            if getattr(request, unsupported) is not None:
+                raise ValueError(f"{unsupported} not supported in curl_httpclient")
         curl.setopt(pycurl.NOSIGNAL, 1)
         if hasattr(pycurl, "PROTOCOLS"):
             protocols = pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS
@@ -482,26 +469,21 @@ class CurlAsyncHTTPClient(AsyncHTTPClient):
             # Explicitly none, so that *_proxy environment variables do not apply.
             curl.setopt(pycurl.PROXY, "")
 
-        if request.validate_cert:
-            curl.setopt(pycurl.SSL_VERIFYPEER, 1)
-            curl.setopt(pycurl.SSL_VERIFYHOST, 2)
-        else:
-            curl.setopt(pycurl.SSL_VERIFYPEER, 0)
-            curl.setopt(pycurl.SSL_VERIFYHOST, 0)
-        if request.ca_certs is not None:
-            curl.setopt(pycurl.CAINFO, request.ca_certs)
-        if request.allow_ipv6 is False:
-            curl.setopt(pycurl.IPRESOLVE, pycurl.IPRESOLVE_V4)
-        else:
-            curl.setopt(pycurl.IPRESOLVE, pycurl.IPRESOLVE_WHATEVER)
-        if request.client_cert is not None:
-            curl.setopt(pycurl.SSLCERT, request.client_cert)
-        if request.client_key is not None:
-            curl.setopt(pycurl.SSLKEY, request.client_key)
-        if request.ssl_options is not None:
-            raise ValueError("ssl_options not supported in curl_httpclient")
-        if request.body_producer is not None:
-            raise ValueError("body_producer not supported in curl_httpclient")
+        # VERIFYHOST 2 (the only other value than 0 libcurl accepts) checks the name too.
+        verify = 1 if request.validate_cert else 0
+        curl.setopt(pycurl.SSL_VERIFYPEER, verify)
+        curl.setopt(pycurl.SSL_VERIFYHOST, 2 * verify)
+        ipv4_only = request.allow_ipv6 is False
+        resolve = pycurl.IPRESOLVE_V4 if ipv4_only else pycurl.IPRESOLVE_WHATEVER
+        curl.setopt(pycurl.IPRESOLVE, resolve)
+        tls_files = (
+            (pycurl.CAINFO, request.ca_certs),
+            (pycurl.SSLCERT, request.client_cert),
+            (pycurl.SSLKEY, request.client_key),
+        )
+        for option, path in tls_files:
+            if path is not None:
+                curl.setopt(option, path)
 
         self._setup_method_and_body(curl, request)
 
@@ -591,6 +573,12 @@ class CurlAsyncHTTPClient(AsyncHTTPClient):
             transfer.headers.parse_line(header_line)
         except httputil.HTTPInputError:
             curl_log.debug("ignoring malformed header line %r", header_line)
+
+
+# HTTPResponse.time_info's keys besides "queue": each is libcurl's <NAME>_TIME timer.
+_CURL_TIMERS = (
+    "namelookup", "connect", "appconnect", "pretransfer", "starttransfer", "total", "redirect"
+)
 
 
 def _set_credentials(

@@ -174,11 +174,8 @@ def url_unescape(
 
 
 def parse_qs_bytes(
-    qs: str | bytes,
-    keep_blank_values: bool = False,
-    strict_parsing: bool = False,
-    *,
-    max_num_fields: int | None = None,
+    qs: str | bytes, keep_blank_values: bool = False, strict_parsing: bool = False,
+    *, max_num_fields: int | None = None,
 ) -> dict[str, list[bytes]]:
     """Parse a query string into ``{name: [value, ...]}``; names are latin-1 text, values bytes.
 
@@ -289,21 +286,24 @@ _SHORTEN_AT = 30
 
 def _shortened(url: str, scheme: str | None, slashes: str | None) -> str:
     """A display form of a long link: host plus the start of the first path segment."""
-    prefix_length = len(scheme) + 1 + len(slashes) if scheme and slashes is not None else 0
-    segments = url[prefix_length:].split("/")
-    short = url
-    if len(segments) > 1:
-        first_segment = segments[1][:8].split("?")[0].split(".")[0]
-        short = url[:prefix_length] + segments[0] + "/" + first_segment
-    if len(short) > _SHORTEN_AT * 1.5:
-        short = short[:_SHORTEN_AT]
-    if short != url:
-        # Do not leave half an escaped entity at the cut.
-        amp = short.rfind("&")
-        if amp > _SHORTEN_AT - 5:
-            short = short[:amp]
-        short += "..."
-    return short
+    head = f"{scheme}:{slashes}" if scheme and slashes is not None else ""
+    host, slash, path = url[len(head) :].partition("/")
+    text = url
+    if slash:
+        # A hint of the path is enough: its first segment's first 8 characters, up to
+        # any query or extension.
+        hint = _PATH_HINT_END.split(path.split("/", 1)[0][:8], maxsplit=1)[0]
+        text = head + host + "/" + hint
+    if len(text) > _SHORTEN_AT * 1.5:
+        text = text[:_SHORTEN_AT]
+    if text == url:
+        return url
+    # The text is HTML-escaped: an "&" near the end may start an entity the cut broke.
+    entity = text.rfind("&", _SHORTEN_AT - 4)
+    return (text if entity < 0 else text[:entity]) + "..."
+
+
+_PATH_HINT_END = re.compile(r"[?.]")
 
 
 def linkify(

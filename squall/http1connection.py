@@ -314,11 +314,10 @@ class HTTP1Connection(httputil.HTTPConnection):
         params: Optional[HTTP1ConnectionParameters] = None,
         context: Optional[object] = None,
     ) -> None:
-        self.is_client = is_client
+        # A connection made without settings gets the defaults (the object has no __len__).
+        self.params = params = params or HTTP1ConnectionParameters()
         self.stream = stream
-        if params is None:
-            params = HTTP1ConnectionParameters()
-        self.params = params
+        self.is_client = is_client
         self.context = context
         self.no_keep_alive = params.no_keep_alive
         self._max_body_size = (

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import datetime
 import functools
+import inspect
+import operator
 import ssl
 import time
 import weakref
@@ -58,38 +60,19 @@ class HTTPClient:
     """
 
     def __init__(
-        self,
-        async_client_class: type[AsyncHTTPClient] | None = None,
-        **kwargs: Any,
+        self, async_client_class: type[AsyncHTTPClient] | None = None, **kwargs: Any
     ) -> None:
-        # Set first so that __del__ works even when the constructor fails half-way.
+        # Marked closed until the end, so that __del__ after a failed start does nothing.
         self._closed = True
         self._io_loop = IOLoop(make_current=False)
-        client_class = async_client_class if async_client_class is not None else AsyncHTTPClient
+        build = functools.partial(async_client_class or AsyncHTTPClient, **kwargs)
 
-        async def make_client() -> AsyncHTTPClient:
-            # The async client binds to the loop current while it is built, so build it on ours.
-            return client_class(**kwargs)
+        async def build_on_our_loop() -> AsyncHTTPClient:
+            # The async client binds to the loop current while it is built.
+            return build()
 
-        self._async_client = self._io_loop.run_sync(make_client)
+        self._async_client = self._io_loop.run_sync(build_on_our_loop)
         self._closed = False
-
-    def __del__(self) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Close the underlying client and its loop."""
-        if not self._closed:
-            self._closed = True
-            self._async_client.close()
-            try:
-                # Closing pooled connections finishes on the next loop iteration; give it
-                # that before the loop goes away, or their transports leak.
-                self._io_loop.run_sync(_next_iteration)
-            except Exception:
-                # Too late to run the loop (interpreter shutdown, say); closing must not fail.
-                pass
-            self._io_loop.close()
 
     def fetch(self, request: HTTPRequest | str, **kwargs: Any) -> HTTPResponse:
         """Run a request to completion and return its response.
@@ -99,10 +82,26 @@ class HTTPClient:
         """
         if self._closed:
             raise RuntimeError("fetch() called on a closed HTTPClient")
-        response: HTTPResponse = self._io_loop.run_sync(
-            functools.partial(self._async_client.fetch, request, **kwargs)
-        )
-        return response
+        start = functools.partial(self._async_client.fetch, request, **kwargs)
+        return cast(HTTPResponse, self._io_loop.run_sync(start))
+
+    def close(self) -> None:
+        """Close the underlying client and its loop."""
+        if self._closed:
+            return
+        self._closed = True
+        self._async_client.close()
+        try:
+            # Closing pooled connections finishes on the next loop iteration; give it
+            # that before the loop goes away, or their transports leak.
+            self._io_loop.run_sync(_next_iteration)
+        except Exception:
+            # Too late to run the loop (interpreter shutdown, say); closing must not fail.
+            pass
+        self._io_loop.close()
+
+    def __del__(self) -> None:
+        self.close()
 
 
 class AsyncHTTPClient(Configurable):
@@ -119,15 +118,18 @@ class AsyncHTTPClient(Configurable):
     defaults: dict[str, Any]
     _closed: bool
 
-    @classmethod
-    def configurable_base(cls) -> type[Configurable]:
-        return AsyncHTTPClient
-
-    @classmethod
-    def configurable_default(cls) -> type[Configurable]:
-        from squall.simple_httpclient import SimpleAsyncHTTPClient
-
-        return SimpleAsyncHTTPClient
+    def __new__(cls, force_instance: bool = False, **kwargs: Any) -> AsyncHTTPClient:
+        io_loop = _current_io_loop()
+        cache = None if force_instance else cls._async_clients()
+        shared = None if cache is None else cache.get(io_loop)
+        if shared is not None:
+            return shared
+        client = cast(AsyncHTTPClient, super().__new__(cls, **kwargs))
+        # Recorded so that close() removes exactly the entry this instance occupies.
+        client._instance_cache = cache
+        if cache is not None:
+            cache[client.io_loop] = client
+        return client
 
     @classmethod
     def _async_clients(cls) -> weakref.WeakKeyDictionary[IOLoop, AsyncHTTPClient]:
@@ -140,47 +142,27 @@ class AsyncHTTPClient(Configurable):
             setattr(cls, attribute, cache)
         return cast("weakref.WeakKeyDictionary[IOLoop, AsyncHTTPClient]", cache)
 
-    def __new__(cls, force_instance: bool = False, **kwargs: Any) -> AsyncHTTPClient:
-        io_loop = _current_io_loop()
-        instance_cache = None if force_instance else cls._async_clients()
-        if instance_cache is not None:
-            cached = instance_cache.get(io_loop)
-            if cached is not None:
-                return cached
-        instance = cast(AsyncHTTPClient, super().__new__(cls, **kwargs))
-        # Recorded so that close() removes exactly the entry this instance occupies.
-        instance._instance_cache = instance_cache
-        if instance_cache is not None:
-            instance_cache[instance.io_loop] = instance
-        return instance
+    @classmethod
+    def configurable_base(cls) -> type[Configurable]:
+        return AsyncHTTPClient
+
+    @classmethod
+    def configurable_default(cls) -> type[Configurable]:
+        # Imported here: simple_httpclient itself imports this module.
+        from squall import simple_httpclient
+
+        return simple_httpclient.SimpleAsyncHTTPClient
 
     def initialize(self, defaults: dict[str, Any] | None = None) -> None:
         self.io_loop = _current_io_loop()
-        self.defaults = dict(HTTPRequest._DEFAULTS)
-        if defaults is not None:
-            self.defaults.update(defaults)
+        self.defaults = {**HTTPRequest._DEFAULTS, **(defaults or {})}
         self._closed = False
         if not hasattr(self, "_instance_cache"):
             # Built directly through a subclass's initialize, outside __new__.
             self._instance_cache = None
 
-    def close(self) -> None:
-        """Release the client's resources; the shared instance is rebuilt on next use."""
-        if self._closed:
-            return
-        self._closed = True
-        if self._instance_cache is not None:
-            cached = self._instance_cache.pop(self.io_loop, None)
-            # A different instance under our key means the cache was corrupted (two clients
-            # both believing they are the shared one); silently dropping it would hide that.
-            if cached is not None and cached is not self:
-                raise RuntimeError("inconsistent AsyncHTTPClient cache")
-
     def fetch(
-        self,
-        request: HTTPRequest | str,
-        raise_error: bool = True,
-        **kwargs: Any,
+        self, request: HTTPRequest | str, raise_error: bool = True, **kwargs: Any
     ) -> Future[HTTPResponse]:
         """Start a request; the returned future resolves to its ``HTTPResponse``.
 
@@ -190,23 +172,16 @@ class AsyncHTTPClient(Configurable):
         """
         if self._closed:
             raise RuntimeError("fetch() called on closed AsyncHTTPClient")
-        if not isinstance(request, HTTPRequest):
+        if isinstance(request, HTTPRequest):
+            if kwargs:
+                raise ValueError("kwargs can't be used if request is an HTTPRequest object")
+        else:
             request = HTTPRequest(url=request, **kwargs)
-        elif kwargs:
-            raise ValueError("kwargs can't be used if request is an HTTPRequest object")
         # The caller's header object may be shared between requests: work on a copy.
         request.headers = httputil.HTTPHeaders(request.headers)
-        request_proxy = _RequestProxy(request, self.defaults)
         future: Future[HTTPResponse] = Future()
-
-        def handle_response(response: HTTPResponse) -> None:
-            if response.error is not None:
-                if raise_error or not response._error_is_response_code:
-                    future_set_exception_unless_cancelled(future, response.error)
-                    return
-            future_set_result_unless_cancelled(future, response)
-
-        self.fetch_impl(cast(HTTPRequest, request_proxy), handle_response)
+        with_defaults = cast(HTTPRequest, _RequestProxy(request, self.defaults))
+        self.fetch_impl(with_defaults, functools.partial(_settle, future, raise_error))
         return future
 
     def fetch_impl(self, request: HTTPRequest, callback: Callable[[HTTPResponse], None]) -> None:
@@ -216,6 +191,27 @@ class AsyncHTTPClient(Configurable):
             "such as squall.simple_httpclient.SimpleAsyncHTTPClient"
         )
 
+    def close(self) -> None:
+        """Release the client's resources; the shared instance is rebuilt on next use."""
+        if self._closed:
+            return
+        self._closed = True
+        cache = self._instance_cache
+        # A different instance under our key means the cache was corrupted (two clients
+        # both believing they are the shared one); silently dropping it would hide that.
+        if cache is not None and cache.pop(self.io_loop, self) is not self:
+            raise RuntimeError("inconsistent AsyncHTTPClient cache")
+
+
+def _settle(future: Future[HTTPResponse], raise_error: bool, response: HTTPResponse) -> None:
+    """Resolves a fetch's future. An error status is a result only when the caller asked
+    not to raise; an error without a status (no response at all) always raises."""
+    error = response.error
+    if error is None or (not raise_error and response._error_is_response_code):
+        future_set_result_unless_cancelled(future, response)
+    else:
+        future_set_exception_unless_cancelled(future, error)
+
 
 class HTTPRequest:
     """One HTTP request and every option that governs how it is made.
@@ -224,92 +220,83 @@ class HTTPRequest:
     ``AsyncHTTPClient``). ``use_gzip`` is the old name of ``decompress_response``.
     """
 
-    _headers: dict[str, str] | httputil.HTTPHeaders
+    # The options, as __init__ stores them (see _KEPT_AS_PASSED), grouped by concern.
+    url: str
+    method: str
+    body_producer: Callable[[Callable[[bytes], Any]], Any] | None
+    expect_100_continue: bool
+    auth_username: str | None
+    auth_password: str | None
+    auth_mode: str | None
+    connect_timeout: float | None
+    request_timeout: float | None
+    follow_redirects: bool | None
+    max_redirects: int | None
+    user_agent: str | None
+    decompress_response: bool | None
+    allow_nonstandard_methods: bool | None
+    network_interface: str | None
+    allow_ipv6: bool | None
+    streaming_callback: Callable[[bytes], Awaitable[None] | None] | None
+    header_callback: Callable[[str], None] | None
+    prepare_curl_callback: Callable[[Any], None] | None
+    proxy_host: str | None
+    proxy_port: int | None
+    proxy_username: str | None
+    proxy_password: str | None
+    proxy_auth_mode: str | None
+    validate_cert: bool | None
+    ca_certs: str | None
+    client_key: str | None
+    client_cert: str | None
+    ssl_options: dict[str, Any] | ssl.SSLContext | None
+    start_time: float
 
-    # Values used when neither the request nor the client's defaults set an option.
-    _DEFAULTS: dict[str, Any] = dict(
-        connect_timeout=20.0,
-        request_timeout=20.0,
-        follow_redirects=True,
-        max_redirects=5,
-        decompress_response=True,
-        proxy_password="",
-        allow_nonstandard_methods=False,
-        validate_cert=True,
-    )
+    _headers: dict[str, str] | httputil.HTTPHeaders
+    _body: bytes
+    _KEPT_AS_PASSED: tuple[str, ...]
+    _pick_kept: Callable[[dict[str, Any]], tuple[Any, ...]]
+
+    # What an option left at None means when the client's defaults do not say either
+    # (Tornado's documented values).
+    _DEFAULTS: dict[str, Any] = {
+        "connect_timeout": 20.0, "request_timeout": 20.0,
+        "follow_redirects": True, "max_redirects": 5,
+        "decompress_response": True, "allow_nonstandard_methods": False,
+        "validate_cert": True, "proxy_password": "",
+    }
 
     def __init__(
-        self,
-        url: str,
-        method: str = "GET",
+        self, url: str, method: str = "GET",
         headers: dict[str, str] | httputil.HTTPHeaders | None = None,
         body: str | bytes | None = None,
-        auth_username: str | None = None,
-        auth_password: str | None = None,
+        auth_username: str | None = None, auth_password: str | None = None,
         auth_mode: str | None = None,
-        connect_timeout: float | None = None,
-        request_timeout: float | None = None,
+        connect_timeout: float | None = None, request_timeout: float | None = None,
         if_modified_since: datetime.datetime | float | None = None,
-        follow_redirects: bool | None = None,
-        max_redirects: int | None = None,
-        user_agent: str | None = None,
-        use_gzip: bool | None = None,
+        follow_redirects: bool | None = None, max_redirects: int | None = None,
+        user_agent: str | None = None, use_gzip: bool | None = None,
         network_interface: str | None = None,
         streaming_callback: Callable[[bytes], Awaitable[None] | None] | None = None,
         header_callback: Callable[[str], None] | None = None,
         prepare_curl_callback: Callable[[Any], None] | None = None,
-        proxy_host: str | None = None,
-        proxy_port: int | None = None,
-        proxy_username: str | None = None,
-        proxy_password: str | None = None,
+        proxy_host: str | None = None, proxy_port: int | None = None,
+        proxy_username: str | None = None, proxy_password: str | None = None,
         proxy_auth_mode: str | None = None,
-        allow_nonstandard_methods: bool | None = None,
-        validate_cert: bool | None = None,
-        ca_certs: str | None = None,
-        allow_ipv6: bool | None = None,
-        client_key: str | None = None,
-        client_cert: str | None = None,
+        allow_nonstandard_methods: bool | None = None, validate_cert: bool | None = None,
+        ca_certs: str | None = None, allow_ipv6: bool | None = None,
+        client_key: str | None = None, client_cert: str | None = None,
         body_producer: Callable[[Callable[[bytes], Any]], Any] | None = None,
-        expect_100_continue: bool = False,
-        decompress_response: bool | None = None,
+        expect_100_continue: bool = False, decompress_response: bool | None = None,
         ssl_options: dict[str, Any] | ssl.SSLContext | None = None,
     ) -> None:
+        # Plain attributes, filled in one step from the arguments of the same names.
+        vars(self).update(zip(self._KEPT_AS_PASSED, self._pick_kept(locals()), strict=True))
         self.headers = headers  # type: ignore[assignment]
+        self.body = body  # type: ignore[assignment]
         if if_modified_since:
             self.headers["If-Modified-Since"] = httputil.format_timestamp(if_modified_since)
-        self.proxy_host = proxy_host
-        self.proxy_port = proxy_port
-        self.proxy_username = proxy_username
-        self.proxy_password = proxy_password
-        self.proxy_auth_mode = proxy_auth_mode
-        self.url = url
-        self.method = method
-        self.body = body  # type: ignore[assignment]
-        self.body_producer = body_producer
-        self.auth_username = auth_username
-        self.auth_password = auth_password
-        self.auth_mode = auth_mode
-        self.connect_timeout = connect_timeout
-        self.request_timeout = request_timeout
-        self.follow_redirects = follow_redirects
-        self.max_redirects = max_redirects
-        self.user_agent = user_agent
-        if decompress_response is not None:
-            self.decompress_response: bool | None = decompress_response
-        else:
-            self.decompress_response = use_gzip
-        self.network_interface = network_interface
-        self.streaming_callback = streaming_callback
-        self.header_callback = header_callback
-        self.prepare_curl_callback = prepare_curl_callback
-        self.allow_nonstandard_methods = allow_nonstandard_methods
-        self.validate_cert = validate_cert
-        self.ca_certs = ca_certs
-        self.allow_ipv6 = allow_ipv6
-        self.client_key = client_key
-        self.client_cert = client_cert
-        self.ssl_options = ssl_options
-        self.expect_100_continue = expect_100_continue
+        self.decompress_response = use_gzip if decompress_response is None else decompress_response
         # Wall-clock time, as HTTPResponse.start_time reports it.
         self.start_time = time.time()
 
@@ -320,19 +307,31 @@ class HTTPRequest:
 
     @headers.setter
     def headers(self, value: dict[str, str] | httputil.HTTPHeaders | None) -> None:
-        if value is None:
-            self._headers = httputil.HTTPHeaders()
-        else:
-            self._headers = value
+        self._headers = httputil.HTTPHeaders() if value is None else value
 
     @property
     def body(self) -> bytes:
         """Request body as bytes (a str is encoded as UTF-8 on assignment)."""
-        return self._body  # type: ignore[return-value]
+        return self._body
 
     @body.setter
     def body(self, value: bytes | str | None) -> None:
-        self._body = utf8(value)
+        self._body = utf8(value)  # type: ignore[assignment]
+
+
+# Every argument of HTTPRequest() is stored under its own name, except these, which
+# __init__ handles itself.
+_HANDLED_BY_INIT = {
+    "self", "headers", "body", "if_modified_since", "use_gzip", "decompress_response"
+}
+HTTPRequest._KEPT_AS_PASSED = tuple(
+    name
+    for name in inspect.signature(HTTPRequest.__init__).parameters
+    if name not in _HANDLED_BY_INIT
+)
+HTTPRequest._pick_kept = staticmethod(  # type: ignore[assignment]
+    operator.itemgetter(*HTTPRequest._KEPT_AS_PASSED)
+)
 
 
 class HTTPResponse:
@@ -350,49 +349,38 @@ class HTTPResponse:
     request: HTTPRequest
 
     def __init__(
-        self,
-        request: HTTPRequest,
-        code: int,
-        headers: httputil.HTTPHeaders | None = None,
-        buffer: BytesIO | None = None,
-        effective_url: str | None = None,
-        error: BaseException | None = None,
-        request_time: float | None = None,
-        time_info: dict[str, float] | None = None,
-        reason: str | None = None,
+        self, request: HTTPRequest, code: int, headers: httputil.HTTPHeaders | None = None,
+        buffer: BytesIO | None = None, effective_url: str | None = None,
+        error: BaseException | None = None, request_time: float | None = None,
+        time_info: dict[str, float] | None = None, reason: str | None = None,
         start_time: float | None = None,
     ) -> None:
-        if isinstance(request, _RequestProxy):
-            self.request = request.request
-        else:
-            self.request = request
+        # The caller's own request object, not the view through the client's defaults.
+        self.request = request.request if isinstance(request, _RequestProxy) else request
         self.code = code
         self.reason = reason or httputil.responses.get(code, "Unknown")
-        self.headers = headers if headers is not None else httputil.HTTPHeaders()
+        self.headers = httputil.HTTPHeaders() if headers is None else headers
         self.buffer = buffer
         self._body: bytes | None = None
-        self.effective_url = request.url if effective_url is None else effective_url
-        self._error_is_response_code = False
-        if error is None:
-            if code < 200 or code >= 300:
-                self._error_is_response_code = True
-                self.error = HTTPClientError(code, message=self.reason, response=self)
-            else:
-                self.error = None
-        else:
-            self.error = error
+        self.effective_url = effective_url if effective_url is not None else request.url
         self.start_time = start_time
         self.request_time = request_time
         self.time_info = time_info or {}
+        # Without a transport error, a status outside 2xx is the error.
+        self._error_is_response_code = error is None and not 200 <= code < 300
+        if self._error_is_response_code:
+            error = HTTPClientError(code, message=self.reason, response=self)
+        self.error = error
 
     @property
     def body(self) -> bytes:
         """The response body (``b""`` when there is none)."""
         if self.buffer is None:
             return b""
-        if self._body is None:
-            self._body = self.buffer.getvalue()
-        return self._body
+        body = self._body
+        if body is None:
+            body = self._body = self.buffer.getvalue()
+        return body
 
     def rethrow(self) -> None:
         """Raise ``self.error`` if the request failed."""
@@ -400,7 +388,7 @@ class HTTPResponse:
             raise self.error
 
     def __repr__(self) -> str:
-        fields = ",".join(f"{name}={value!r}" for name, value in sorted(self.__dict__.items()))
+        fields = ",".join(f"{name}={value!r}" for name, value in sorted(vars(self).items()))
         return f"{type(self).__name__}({fields})"
 
 
@@ -411,16 +399,13 @@ class HTTPClientError(Exception):
     """
 
     def __init__(
-        self,
-        code: int,
-        message: str | None = None,
-        response: HTTPResponse | None = None,
+        self, code: int, message: str | None = None, response: HTTPResponse | None = None
     ) -> None:
+        # The raw arguments are kept so that copy and pickle rebuild an equal error.
+        super().__init__(code, message, response)
         self.code = code
         self.message = message or httputil.responses.get(code, "Unknown")
         self.response = response
-        # The raw arguments are kept so that copy and pickle rebuild an equal error.
-        super().__init__(code, message, response)
 
     def __str__(self) -> str:
         return f"HTTP {self.code}: {self.message}"
@@ -443,36 +428,39 @@ class _RequestProxy:
 
     def __getattr__(self, name: str) -> Any:
         value = getattr(self.request, name)
-        if value is not None:
-            return value
-        if self.defaults is not None:
-            return self.defaults.get(name, None)
-        return None
+        if value is None and self.defaults is not None:
+            return self.defaults.get(name)
+        return value
+
+
+# main()'s command-line options: (name, type, default).
+_MAIN_OPTIONS: tuple[tuple[str, type, Any], ...] = (
+    ("print_headers", bool, False),
+    ("print_body", bool, True),
+    ("follow_redirects", bool, True),
+    ("validate_cert", bool, True),
+    ("proxy_host", str, None),
+    ("proxy_port", int, None),
+)
+# ...and those of them that are passed on to every fetch.
+_MAIN_FETCH_OPTIONS = ("follow_redirects", "validate_cert", "proxy_host", "proxy_port")
 
 
 def main() -> None:
     """Command-line fetcher: ``python -m squall.httpclient [--options] URL...``."""
     from squall.options import define, options, parse_command_line
 
-    define("print_headers", type=bool, default=False)
-    define("print_body", type=bool, default=True)
-    define("follow_redirects", type=bool, default=True)
-    define("validate_cert", type=bool, default=True)
-    define("proxy_host", type=str)
-    define("proxy_port", type=int)
+    for name, kind, default in _MAIN_OPTIONS:
+        define(name, default=default, type=kind)
     urls = parse_command_line()
+    fetch_options = {name: options[name] for name in _MAIN_FETCH_OPTIONS}
     client = HTTPClient()
     try:
         for url in urls:
             try:
-                response = client.fetch(
-                    url,
-                    follow_redirects=options.follow_redirects,
-                    validate_cert=options.validate_cert,
-                    proxy_host=options.proxy_host,
-                    proxy_port=options.proxy_port,
-                )
+                response = client.fetch(url, **fetch_options)
             except HTTPClientError as error:
+                # An error status still has a response worth printing.
                 if error.response is None:
                     raise
                 response = error.response

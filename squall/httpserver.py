@@ -71,39 +71,30 @@ class HTTPServer(TCPServer, Configurable, httputil.HTTPServerConnectionDelegate)
         max_buffer_size: Optional[int] = None,
         trusted_downstream: Optional[list[str]] = None,
     ) -> None:
+        TCPServer.__init__(self, ssl_options, max_buffer_size, chunk_size)
         self.request_callback = request_callback
         self.xheaders = xheaders
         self.protocol = protocol
-        self.conn_params = HTTP1ConnectionParameters(
-            decompress=decompress_request,
-            chunk_size=chunk_size,
-            max_header_size=max_header_size,
-            header_timeout=idle_connection_timeout or 3600,
-            max_body_size=max_body_size,
-            body_timeout=body_timeout,
-            no_keep_alive=no_keep_alive,
-        )
-        TCPServer.__init__(
-            self,
-            ssl_options=ssl_options,
-            max_buffer_size=max_buffer_size,
-            read_chunk_size=chunk_size,
-        )
-        self._connections: set[HTTP1ServerConnection] = set()
-        self._draining = False
-        self._drain_deadline = math.inf
-        self._drained: Optional[asyncio.Future[None]] = None
         self.trusted_downstream = trusted_downstream
         # one shared set for every connection instead of a copy each
         self._trusted_downstream_set = frozenset(trusted_downstream or ())
+        self._connections: set[HTTP1ServerConnection] = set()
+        # Positional, in HTTP1ConnectionParameters' order; an idle connection may wait an
+        # hour for its next request unless told otherwise.
+        self.conn_params = HTTP1ConnectionParameters(
+            no_keep_alive, chunk_size, max_header_size, idle_connection_timeout or 3600,
+            max_body_size, body_timeout, decompress_request,
+        )
+        self._draining = False
+        self._drain_deadline = math.inf
+        self._drained: Optional[asyncio.Future[None]] = None
 
     @classmethod
     def configurable_base(cls) -> type[Configurable]:
         return HTTPServer
 
-    @classmethod
-    def configurable_default(cls) -> type[Configurable]:
-        return HTTPServer
+    # HTTPServer is both the configurable base and its own default implementation.
+    configurable_default = configurable_base
 
     async def close_all_connections(self) -> None:
         """Closes every open connection and waits until they are all shut down.
@@ -348,14 +339,10 @@ class _HTTPRequestContext:
         else:
             # Unix sockets have no peer address.
             self.remote_ip = "0.0.0.0"
-        if protocol:
-            self.protocol = protocol
-        elif _is_tls_stream(stream):
-            self.protocol = "https"
-        else:
-            self.protocol = "http"
-        self._orig_remote_ip = self.remote_ip
-        self._orig_protocol = self.protocol
+        # An explicit protocol (set by a TLS-terminating proxy setup, say) wins.
+        self.protocol = protocol or ("https" if _is_tls_stream(stream) else "http")
+        # What _unapply_xheaders goes back to after a proxied request.
+        self._orig_remote_ip, self._orig_protocol = self.remote_ip, self.protocol
         self.trusted_downstream = (
             trusted_downstream
             if isinstance(trusted_downstream, frozenset)

@@ -569,20 +569,29 @@ class HTTPServerRequest:
             return None
 
     def _parse_body(self) -> None:
-        parse_body_arguments(
-            self.headers.get("Content-Type", ""),
-            self.body,
-            self.body_arguments,
-            self.files,
-            self.headers,
-        )
-        for name, values in self.body_arguments.items():
-            self.arguments.setdefault(name, []).extend(values)
+        content_type = self.headers.get("Content-Type", "")
+        parse_body_arguments(content_type, self.body, self.body_arguments, self.files, self.headers)
+        # ``arguments`` has the query's values of a name first, then the body's.
+        _add_arguments(self.arguments, self.body_arguments)
 
     def __repr__(self) -> str:
-        fields = ("protocol", "host", "method", "uri", "version", "remote_ip")
-        args = ", ".join("%s=%r" % (name, getattr(self, name)) for name in fields)
-        return "%s(%s)" % (type(self).__name__, args)
+        shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in _REPR_FIELDS)
+        return f"{type(self).__name__}({shown})"
+
+
+# What repr(HTTPServerRequest) shows, in this order.
+_REPR_FIELDS = ("protocol", "host", "method", "uri", "version", "remote_ip")
+
+
+def _add_arguments(target: dict[str, list[bytes]], source: dict[str, list[bytes]]) -> None:
+    """Appends each of ``source``'s values to ``target``'s list for that name (a new list
+    when ``target`` has none, so the two dicts never share one)."""
+    for name, values in source.items():
+        have = target.get(name)
+        if have is None:
+            target[name] = list(values)
+        else:
+            have.extend(values)
 
 
 class HTTPServerConnectionDelegate(metaclass=abc.ABCMeta):
@@ -806,9 +815,7 @@ def parse_body_arguments(
             parsed = _parse_qs_bytes(body, config.urlencoded.max_arguments)
         except HTTPInputError as e:
             raise HTTPInputError("Invalid x-www-form-urlencoded body: %s" % e) from None
-        for name, values in parsed.items():
-            if values:
-                arguments.setdefault(name, []).extend(values)
+        _add_arguments(arguments, parsed)
     elif content_type.startswith("multipart/form-data"):
         _, params = _parse_header(content_type)
         boundary = params.get("boundary")
@@ -908,15 +915,13 @@ def format_timestamp(
     Accepts a Unix timestamp, a ``time.gmtime`` tuple or a datetime (naive ones are
     taken as UTC).
     """
-    if isinstance(ts, (int, float)):
-        seconds: float = ts
-    elif isinstance(ts, (tuple, time.struct_time)):
-        seconds = calendar.timegm(ts)
-    elif isinstance(ts, datetime.datetime):
-        seconds = calendar.timegm(ts.utctimetuple())
-    else:
+    # Every accepted form is brought down to seconds since the epoch, in two steps.
+    when = ts.utctimetuple() if isinstance(ts, datetime.datetime) else ts
+    if isinstance(when, (tuple, time.struct_time)):
+        when = calendar.timegm(when)
+    elif not isinstance(when, (int, float)):
         raise TypeError("unknown timestamp type: %r" % ts)
-    return email.utils.formatdate(seconds, usegmt=True)
+    return email.utils.formatdate(when, usegmt=True)
 
 
 class RequestStartLine(NamedTuple):

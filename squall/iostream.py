@@ -168,9 +168,7 @@ class BaseIOStream:
     )
 
     def __init__(
-        self,
-        max_buffer_size: int | None = None,
-        read_chunk_size: int | None = None,
+        self, max_buffer_size: int | None = None, read_chunk_size: int | None = None,
         max_write_buffer_size: int | None = None,
     ) -> None:
         self.io_loop = IOLoop.current()

@@ -37,12 +37,14 @@ __all__ = [
 # Default listen() backlog; the kernel caps it at somaxconn anyway.
 _DEFAULT_BACKLOG = 128
 
+# Compression under TLS enables CRIME-style attacks; every context made here turns it off
+# (0, a no-op, where the ssl module lacks the flag).
+_NO_COMPRESSION = getattr(ssl, "OP_NO_COMPRESSION", 0)
+
 _client_ssl_defaults = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
 _server_ssl_defaults = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-if hasattr(ssl, "OP_NO_COMPRESSION"):
-    # Compression under TLS enables CRIME-style attacks.
-    _client_ssl_defaults.options |= ssl.OP_NO_COMPRESSION
-    _server_ssl_defaults.options |= ssl.OP_NO_COMPRESSION
+_client_ssl_defaults.options |= _NO_COMPRESSION
+_server_ssl_defaults.options |= _NO_COMPRESSION
 
 # The backlog each listening socket was given here: re-listening (asyncio's servers call
 # listen() again) must not silently change it.
@@ -55,12 +57,8 @@ _SSL_CONTEXT_KEYWORDS = frozenset(
 
 
 def bind_sockets(
-    port: int,
-    address: str | None = None,
-    family: socket.AddressFamily = socket.AF_UNSPEC,
-    backlog: int = _DEFAULT_BACKLOG,
-    flags: int | None = None,
-    reuse_port: bool = False,
+    port: int, address: str | None = None, family: socket.AddressFamily = socket.AF_UNSPEC,
+    backlog: int = _DEFAULT_BACKLOG, flags: int | None = None, reuse_port: bool = False,
 ) -> list[socket.socket]:
     """Listening, non-blocking sockets for every address ``address`` resolves to.
 
@@ -69,60 +67,87 @@ def bind_sockets(
     """
     if reuse_port and not hasattr(socket, "SO_REUSEPORT"):
         raise ValueError("the platform does not support SO_REUSEPORT")
-    sockets: list[socket.socket] = []
-    if address == "":
-        address = None
-    if not socket.has_ipv6 and family == socket.AF_UNSPEC:
+    host = address or None
+    if family == socket.AF_UNSPEC and not socket.has_ipv6:
         family = socket.AF_INET
-    if flags is None:
-        flags = socket.AI_PASSIVE
-    bound_port = None
-    seen: set[tuple[Any, Any]] = set()
-    infos = socket.getaddrinfo(address, port, family, socket.SOCK_STREAM, 0, flags)
-    for af, socktype, proto, _canonname, resolved in sorted(infos, key=lambda info: info[0]):
-        sockaddr: tuple[Any, ...] = tuple(resolved)
-        key = (af, sockaddr)
-        if key in seen:
-            continue
-        seen.add(key)
-        if af == socket.AF_INET6 and not socket.has_ipv6:
-            continue
-        if (
-            sys.platform == "darwin"
-            and address == "localhost"
-            and af == socket.AF_INET6
-            and sockaddr[3] != 0
-        ):
-            # macOS lists a link-local ::1%lo0 that cannot be bound next to ::1.
-            continue
-        try:
-            sock = socket.socket(af, socktype, proto)
-        except OSError as exc:
-            if exc.errno == errno.EAFNOSUPPORT:
-                continue
-            raise
-        try:
-            if os.name != "nt":
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if reuse_port:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            if af == socket.AF_INET6:
-                # One socket per family: keep the IPv6 one from also taking IPv4 traffic.
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            if port == 0 and bound_port is not None:
-                sockaddr = (sockaddr[0], bound_port) + tuple(sockaddr[2:])
-            sock.setblocking(False)
-            sock.bind(sockaddr)
-            bound_port = sock.getsockname()[1]
-            sock.listen(backlog)
-            _listen_backlogs[sock] = backlog
-        except BaseException:
+    passive = socket.AI_PASSIVE if flags is None else flags
+    infos = socket.getaddrinfo(host, port, family, socket.SOCK_STREAM, 0, passive)
+    sockets: list[socket.socket] = []
+    try:
+        for af, socktype, proto, sockaddr in _listen_targets(infos, host):
+            if port == 0 and sockets:
+                # The system chose the first socket's port: the others take the same one.
+                sockaddr = (sockaddr[0], sockets[-1].getsockname()[1], *sockaddr[2:])
+            sock = _tcp_listener(af, socktype, proto, sockaddr, backlog, reuse_port)
+            if sock is not None:
+                sockets.append(sock)
+    except BaseException:
+        for sock in sockets:
             sock.close()
-            for other in sockets:
-                other.close()
-            raise
-        sockets.append(sock)
+        raise
     return sockets
+
+
+def _listen_targets(
+    infos: list[tuple[Any, ...]], host: str | None
+) -> list[tuple[Any, Any, Any, tuple[Any, ...]]]:
+    """getaddrinfo's answers as distinct (family, type, proto, sockaddr), IPv4 first."""
+    distinct = dict.fromkeys(
+        (info[0], info[1], info[2], tuple(info[4]))
+        for info in infos
+        if info[0] != socket.AF_INET6 or socket.has_ipv6
+    )
+    targets = sorted(distinct, key=lambda target: target[0])
+    if sys.platform == "darwin" and host == "localhost":
+        # macOS lists a link-local ::1%lo0 that cannot be bound next to ::1.
+        targets = [t for t in targets if t[0] != socket.AF_INET6 or t[3][3] == 0]
+    return targets
+
+
+def _listener_options(af: Any, reuse_port: bool) -> list[tuple[int, int]]:
+    """The (level, option) flags a listening TCP socket gets turned on.
+
+    SO_REUSEADDR lets a restarted server bind while old connections linger in TIME_WAIT
+    (on Windows it would let two servers share a port, so not there); V6ONLY keeps an IPv6
+    socket off IPv4 traffic, which has a socket of its own.
+    """
+    choices = (
+        ((socket.SOL_SOCKET, socket.SO_REUSEADDR), os.name != "nt"),
+        ((socket.SOL_SOCKET, getattr(socket, "SO_REUSEPORT", -1)), reuse_port),
+        ((socket.IPPROTO_IPV6, socket.IPV6_V6ONLY), af == socket.AF_INET6),
+    )
+    return [option for option, wanted in choices if wanted]
+
+
+def _tcp_listener(
+    af: Any, socktype: Any, proto: Any, sockaddr: tuple[Any, ...], backlog: int, reuse_port: bool
+) -> socket.socket | None:
+    """A socket listening on ``sockaddr``; None when the kernel lacks the family."""
+    try:
+        sock = socket.socket(af, socktype, proto)
+    except OSError as exc:
+        if exc.errno == errno.EAFNOSUPPORT:
+            return None
+        raise
+    try:
+        for level, option in _listener_options(af, reuse_port):
+            sock.setsockopt(level, option, 1)
+        _listen(sock, sockaddr, backlog)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _listen(
+    sock: socket.socket, address: Any, backlog: int, after_bind: Callable[[], None] | None = None
+) -> None:
+    sock.setblocking(False)
+    sock.bind(address)
+    if after_bind is not None:
+        after_bind()
+    sock.listen(backlog)
+    _listen_backlogs[sock] = backlog
 
 
 def bind_unix_socket(
@@ -132,30 +157,31 @@ def bind_unix_socket(
 
     A name starting with NUL is Linux's abstract namespace: no file, so no mode either.
     """
-    abstract = file.startswith("\0")
+    in_filesystem = not file.startswith("\0")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setblocking(False)
-        if not abstract:
-            try:
-                existing = os.stat(file)
-            except FileNotFoundError:
-                pass
-            else:
-                if stat.S_ISSOCK(existing.st_mode):
-                    os.remove(file)
-                else:
-                    raise ValueError(f"File {file} exists and is not a socket")
-        sock.bind(file)
-        if not abstract:
-            os.chmod(file, mode)
-        sock.listen(backlog)
-        _listen_backlogs[sock] = backlog
+        if in_filesystem:
+            _remove_stale_socket(file)
+            # The mode is set before listen(), so no client connects under the umask's.
+            _listen(sock, file, backlog, after_bind=lambda: os.chmod(file, mode))
+        else:
+            _listen(sock, file, backlog)
     except BaseException:
         sock.close()
         raise
     return sock
+
+
+def _remove_stale_socket(path: str) -> None:
+    """Removes a socket file an earlier server left at ``path``; anything else is an error."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise ValueError(f"File {path} exists and is not a socket")
+    os.remove(path)
 
 
 def add_accept_handler(
@@ -165,46 +191,55 @@ def add_accept_handler(
 
     Returns a function that stops accepting (the socket itself stays open).
     """
-    io_loop = IOLoop.current()
-    removed = False
+    return _AcceptHandler(sock, callback).remove
 
-    def accept_handler(fd: Any, events: int) -> None:
-        # Accept a bounded batch per wake-up so one busy listener cannot starve the loop.
-        for _ in range(_DEFAULT_BACKLOG):
-            if removed:
-                return
+
+class _AcceptHandler:
+    """Accepts on a listening socket whenever the loop reports it readable."""
+
+    __slots__ = ("_sock", "_callback", "_io_loop", "_active")
+
+    def __init__(self, sock: socket.socket, callback: Callable[[socket.socket, Any], None]):
+        self._sock = sock
+        self._callback = callback
+        self._active = True
+        self._io_loop = IOLoop.current()
+        self._io_loop.add_handler(sock, self._on_readable, IOLoop.READ)
+
+    def _on_readable(self, fd: Any, events: int) -> None:
+        # At most a backlog's worth per wake-up, so one busy listener cannot starve the loop;
+        # the callback may also remove the handler, which ends the batch.
+        budget = _DEFAULT_BACKLOG
+        while budget > 0 and self._active:
+            budget -= 1
             try:
-                connection, address = sock.accept()
+                connection, address = self._sock.accept()
             except BlockingIOError:
-                return
+                break
             except ConnectionAbortedError:
-                # The peer gave up before we accepted; try the next one.
+                # The peer gave up before we accepted; go on with the next one.
                 continue
-            callback(connection, address)
+            self._callback(connection, address)
 
-    def remove_handler() -> None:
-        nonlocal removed
-        if not removed:
-            io_loop.remove_handler(sock)
-            removed = True
-
-    io_loop.add_handler(sock, accept_handler, IOLoop.READ)
-    return remove_handler
+    def remove(self) -> None:
+        if self._active:
+            self._io_loop.remove_handler(self._sock)
+            self._active = False
 
 
 def is_valid_ip(ip: str) -> bool:
     """True if ``ip`` is an IPv4 or IPv6 address literal."""
+    # NUL would cut the string short on its way into getaddrinfo.
     if not ip or "\x00" in ip:
         return False
+    # AI_NUMERICHOST: a literal resolves to itself, a name fails instead of being looked up.
     try:
-        infos = socket.getaddrinfo(
+        found = socket.getaddrinfo(
             ip, 0, socket.AF_UNSPEC, socket.SOCK_STREAM, 0, socket.AI_NUMERICHOST
         )
-    except socket.gaierror:
+    except (socket.gaierror, UnicodeError):
         return False
-    except UnicodeError:
-        return False
-    return bool(infos)
+    return bool(found)
 
 
 def _resolve_addr(
@@ -281,12 +316,9 @@ class ExecutorResolver(Resolver):
     def initialize(
         self, executor: concurrent.futures.Executor | None = None, close_executor: bool = True
     ) -> None:
-        if executor is not None:
-            self.executor = executor
-            self.close_executor = close_executor
-        else:
-            self.executor = dummy_executor
-            self.close_executor = False
+        # Without an executor lookups run inline, and there is no executor of ours to shut down.
+        self.close_executor = executor is not None and close_executor
+        self.executor = dummy_executor if executor is None else executor
 
     def close(self) -> None:
         if self.close_executor and self.executor is not None:
@@ -321,14 +353,13 @@ class ThreadedResolver(ExecutorResolver):
 
     @classmethod
     def _create_threadpool(cls, num_threads: int) -> concurrent.futures.ThreadPoolExecutor:
+        # One pool per process: a pool inherited through fork() has no threads behind it.
         pid = os.getpid()
-        if cls._threadpool_pid != pid:
-            # A pool inherited through fork() has no threads behind it.
-            cls._threadpool = None
-        if cls._threadpool is None:
-            cls._threadpool = concurrent.futures.ThreadPoolExecutor(num_threads)
+        pool = cls._threadpool if cls._threadpool_pid == pid else None
+        if pool is None:
+            pool = cls._threadpool = concurrent.futures.ThreadPoolExecutor(num_threads)
             cls._threadpool_pid = pid
-        return cls._threadpool
+        return pool
 
 
 class OverrideResolver(Resolver):
@@ -345,20 +376,29 @@ class OverrideResolver(Resolver):
         self.resolver = resolver
         self.mapping = mapping
 
-    def close(self) -> None:
-        self.resolver.close()
-
     def resolve(
         self, host: str, port: int, family: socket.AddressFamily = socket.AF_UNSPEC
     ) -> Awaitable[list[tuple[int, Any]]]:
         mapping = self.mapping
-        if (host, port, family) in mapping:
-            host, port = mapping[(host, port, family)]
-        elif (host, port) in mapping:
-            host, port = mapping[(host, port)]
-        elif host in mapping:
-            host = mapping[host]
+        # The most specific key wins; a bare host key replaces the host only.
+        for key in ((host, port, family), (host, port)):
+            if key in mapping:
+                host, port = mapping[key]
+                break
+        else:
+            host = mapping.get(host, host)
         return self.resolver.resolve(host, port, family)
+
+    def close(self) -> None:
+        self.resolver.close()
+
+
+# The protocol a context gets by side (server, client, unsaid) when ssl_options names none.
+_DEFAULT_TLS_PROTOCOL: dict[bool | None, ssl._SSLMethod] = {
+    True: ssl.PROTOCOL_TLS_SERVER,
+    False: ssl.PROTOCOL_TLS_CLIENT,
+    None: ssl.PROTOCOL_TLS,
+}
 
 
 def ssl_options_to_context(
@@ -378,42 +418,36 @@ def ssl_options_to_context(
     unknown = set(ssl_options) - _SSL_CONTEXT_KEYWORDS
     if unknown:
         raise ValueError(f"unknown ssl_options keys: {', '.join(sorted(unknown))}")
-    if server_side is True:
-        default_protocol = ssl.PROTOCOL_TLS_SERVER
-    elif server_side is False:
-        default_protocol = ssl.PROTOCOL_TLS_CLIENT
-    else:
-        default_protocol = ssl.PROTOCOL_TLS
+    default_protocol = _DEFAULT_TLS_PROTOCOL.get(server_side, ssl.PROTOCOL_TLS)
     context = ssl.SSLContext(ssl_options.get("ssl_version", default_protocol))
-    if "certfile" in ssl_options:
-        context.load_cert_chain(ssl_options["certfile"], ssl_options.get("keyfile"))
-    if "cert_reqs" in ssl_options:
-        if ssl_options["cert_reqs"] == ssl.CERT_NONE:
-            # Hostname checks need a verified certificate; turn them off first.
+    certfile = ssl_options.get("certfile")
+    if certfile is not None:
+        context.load_cert_chain(certfile, ssl_options.get("keyfile"))
+    cert_reqs = ssl_options.get("cert_reqs")
+    if cert_reqs is not None:
+        if cert_reqs == ssl.CERT_NONE:
+            # Hostname checks need a verified certificate; they must go first.
             context.check_hostname = False
-        context.verify_mode = ssl_options["cert_reqs"]
-    if "ca_certs" in ssl_options:
-        context.load_verify_locations(ssl_options["ca_certs"])
+        context.verify_mode = cert_reqs
+    ca_certs = ssl_options.get("ca_certs")
+    if ca_certs is not None:
+        context.load_verify_locations(ca_certs)
     elif server_side is False and context.verify_mode != ssl.CERT_NONE:
+        # A bare client context trusts nothing until it has the system's CAs.
         context.load_default_certs(ssl.Purpose.SERVER_AUTH)
-    if "ciphers" in ssl_options:
-        context.set_ciphers(ssl_options["ciphers"])
-    if hasattr(ssl, "OP_NO_COMPRESSION"):
-        context.options |= ssl.OP_NO_COMPRESSION
+    ciphers = ssl_options.get("ciphers")
+    if ciphers is not None:
+        context.set_ciphers(ciphers)
+    context.options |= _NO_COMPRESSION
     return context
 
 
 def ssl_wrap_socket(
-    socket: socket.socket,
-    ssl_options: dict[str, Any] | ssl.SSLContext,
-    server_hostname: str | None = None,
-    server_side: bool | None = None,
-    **kwargs: Any,
+    socket: socket.socket, ssl_options: dict[str, Any] | ssl.SSLContext,
+    server_hostname: str | None = None, server_side: bool | None = None, **kwargs: Any,
 ) -> ssl.SSLSocket:
     """Wrap ``socket`` in an ``ssl.SSLSocket`` (extra keyword arguments go to ``wrap_socket``)."""
     context = ssl_options_to_context(ssl_options, server_side=server_side)
-    if server_side is None:
-        server_side = False
     return context.wrap_socket(
-        socket, server_hostname=server_hostname, server_side=server_side, **kwargs
+        socket, server_hostname=server_hostname, server_side=bool(server_side), **kwargs
     )

@@ -149,34 +149,33 @@ class SimpleAsyncHTTPClient(AsyncHTTPClient):
     idle_connection_timeout: float | None = 30.0
 
     def initialize(  # type: ignore[override]
-        self,
-        max_clients: int = 10,
-        hostname_mapping: dict[Any, Any] | None = None,
-        max_buffer_size: int = 104857600,
-        resolver: Resolver | None = None,
+        self, max_clients: int = 10, hostname_mapping: dict[Any, Any] | None = None,
+        max_buffer_size: int = 104857600, resolver: Resolver | None = None,
         defaults: dict[str, Any] | None = None,
-        max_header_size: int | None = None,
-        max_body_size: int | None = None,
+        max_header_size: int | None = None, max_body_size: int | None = None,
     ) -> None:
         super().initialize(defaults=defaults)
         self.max_clients = max_clients
-        self.queue: collections.deque[tuple[object, HTTPRequest, Callable[[HTTPResponse], None]]]
-        self.queue = collections.deque()
-        self.active: dict[object, tuple[HTTPRequest, Callable[[HTTPResponse], None]]] = {}
-        self.waiting: dict[
-            object, tuple[HTTPRequest, Callable[[HTTPResponse], None], object | None]
-        ] = {}
         self.max_buffer_size = max_buffer_size
         self.max_header_size = max_header_size
         self.max_body_size = max_body_size
-        if resolver is not None:
-            self.resolver = resolver
-            self.own_resolver = False
-        else:
-            self.resolver = Resolver()
-            self.own_resolver = True
-        if hostname_mapping is not None:
-            self.resolver = OverrideResolver(resolver=self.resolver, mapping=hostname_mapping)
+        # Requests by state: queued in order, waiting (queued, with their queue timeout),
+        # and active (handed to a connection), each under the key fetch_impl gave it.
+        self.queue: collections.deque[tuple[object, HTTPRequest, Callable[[HTTPResponse], None]]]
+        self.queue = collections.deque()
+        self.waiting: dict[
+            object, tuple[HTTPRequest, Callable[[HTTPResponse], None], object | None]
+        ] = {}
+        self.active: dict[object, tuple[HTTPRequest, Callable[[HTTPResponse], None]]] = {}
+        # The resolver is made here rather than by TCPClient, so that hostname_mapping can
+        # wrap it; only one made here is closed with the client.
+        self.own_resolver = resolver is None
+        base_resolver = Resolver() if resolver is None else resolver
+        self.resolver = (
+            base_resolver
+            if hostname_mapping is None
+            else OverrideResolver(resolver=base_resolver, mapping=hostname_mapping)
+        )
         self.tcp_client = TCPClient(resolver=self.resolver)
         self._pool = ConnectionPool(
             max_idle=self.max_idle_connections if self.keep_alive else 0,
@@ -194,24 +193,19 @@ class SimpleAsyncHTTPClient(AsyncHTTPClient):
 
     def fetch_impl(self, request: HTTPRequest, callback: Callable[[HTTPResponse], None]) -> None:
         key = _QueueKey(self.io_loop.time())
-        self.queue.append((key, request, callback))
         # The queue deadline is the earlier of the two timeouts, both counted from now; a
         # timeout of 0 (or None) means none.
         limits = [t for t in (request.connect_timeout, request.request_timeout) if t]
-        timeout_handle = None
-        if limits:
-            timeout_handle = self.io_loop.add_timeout(
-                self.io_loop.time() + min(limits),
-                functools.partial(self._on_timeout, key, "in request queue"),
-            )
-        self.waiting[key] = (request, callback, timeout_handle)
+        deadline = (
+            self.io_loop.call_at(key.queued_at + min(limits), self._on_timeout, key, _QUEUE_TIMEOUT)
+            if limits
+            else None
+        )
+        self.waiting[key] = (request, callback, deadline)
+        self.queue.append((key, request, callback))
         self._process_queue()
         if self.queue:
-            gen_log.debug(
-                "max_clients limit reached, request queued. %d active, %d queued requests.",
-                len(self.active),
-                len(self.queue),
-            )
+            gen_log.debug(_QUEUED_MESSAGE, len(self.active), len(self.queue))
 
     def _process_queue(self) -> None:
         while self.queue and len(self.active) < self.max_clients:
@@ -227,22 +221,14 @@ class SimpleAsyncHTTPClient(AsyncHTTPClient):
         return _HTTPConnection
 
     def _handle_request(
-        self,
-        request: HTTPRequest,
-        release_callback: Callable[[], None],
-        final_callback: Callable[[HTTPResponse], None],
-        queued_at: float | None = None,
+        self, request: HTTPRequest, release_callback: Callable[[], None],
+        final_callback: Callable[[HTTPResponse], None], queued_at: float | None = None,
     ) -> None:
-        self._connection_class()(
-            self,
-            request,
-            release_callback,
-            final_callback,
-            self.max_buffer_size,
-            self.tcp_client,
-            self.max_header_size,
-            self.max_body_size,
-            queued_at=queued_at,
+        # What every connection of this client shares, in _HTTPConnection's argument order.
+        shared = (self.max_buffer_size, self.tcp_client, self.max_header_size, self.max_body_size)
+        connection_class = self._connection_class()
+        connection_class(
+            self, request, release_callback, final_callback, *shared, queued_at=queued_at
         )
 
     def _release_fetch(self, key: object) -> None:
@@ -274,6 +260,10 @@ class SimpleAsyncHTTPClient(AsyncHTTPClient):
             start_time=request.start_time,
         )
         self.io_loop.add_callback(callback, response)
+
+
+_QUEUE_TIMEOUT = "in request queue"
+_QUEUED_MESSAGE = "max_clients limit reached, request queued. %d active, %d queued requests."
 
 
 class _QueueKey:
@@ -331,15 +321,10 @@ class _HTTPConnection(httputil.HTTPMessageDelegate):
     )
 
     def __init__(
-        self,
-        client: SimpleAsyncHTTPClient | None,
-        request: HTTPRequest,
-        release_callback: Callable[[], None],
-        final_callback: Callable[[HTTPResponse], None],
-        max_buffer_size: int,
-        tcp_client: TCPClient,
-        max_header_size: int | None,
-        max_body_size: int | None,
+        self, client: SimpleAsyncHTTPClient | None, request: HTTPRequest,
+        release_callback: Callable[[], None], final_callback: Callable[[HTTPResponse], None],
+        max_buffer_size: int, tcp_client: TCPClient,
+        max_header_size: int | None, max_body_size: int | None,
         queued_at: float | None = None,
     ) -> None:
         self.io_loop = _current_io_loop()
@@ -348,15 +333,18 @@ class _HTTPConnection(httputil.HTTPMessageDelegate):
         self.start_wall_time = time.time() - (self.io_loop.time() - self.start_time)
         self.client = client
         self.request = request
+        self.tcp_client = tcp_client
+        # Both callbacks are dropped (set to None) once used: the request is then over.
         self.release_callback: Callable[[], None] | None = release_callback
         self.final_callback: Callable[[HTTPResponse], None] | None = final_callback
         self.max_buffer_size = max_buffer_size
-        self.tcp_client = tcp_client
         self.max_header_size = max_header_size
         self.max_body_size = max_body_size
+        self._body_limit = max_body_size or max_buffer_size
+        # The response as it arrives.
         self.code: int | None = None
-        self.headers: httputil.HTTPHeaders | None = None
         self.reason: str | None = None
+        self.headers: httputil.HTTPHeaders | None = None
         self.chunks: list[bytes] = []
         self.stream: IOStream | None = None
         self.connection: HTTP1Connection | None = None
@@ -364,7 +352,6 @@ class _HTTPConnection(httputil.HTTPMessageDelegate):
         self._pool_key: Hashable | None = None
         self._response_version = ""
         self._body_bytes = 0
-        self._body_limit = max_body_size or max_buffer_size
         self._follow_redirect = False
         self._request_finished = False
         self._body_started = False
@@ -603,13 +590,8 @@ class _HTTPConnection(httputil.HTTPMessageDelegate):
             ssl_options = None
         try:
             stream = await self.tcp_client.connect(
-                host,
-                port,
-                af=af,
-                ssl_options=ssl_options,
-                max_buffer_size=self.max_buffer_size,
-                source_ip=source_ip,
-                timeout=timeout,
+                host, port, af=af, ssl_options=ssl_options, source_ip=source_ip,
+                max_buffer_size=self.max_buffer_size, timeout=timeout,
             )
         except TimeoutError as error:
             raise HTTPTimeoutError(str(error) or "Timeout while connecting")
@@ -737,20 +719,14 @@ class _HTTPConnection(httputil.HTTPMessageDelegate):
         if self._follow_redirect:
             self._outcome = self._redirect_request(original_request)
         else:
-            if self.request.streaming_callback is not None:
-                buffer = BytesIO()
-            else:
-                buffer = BytesIO(b"".join(self.chunks))
+            # A streamed body went to the streaming_callback; the response's is empty.
+            streamed = self.request.streaming_callback is not None
+            body = b"" if streamed else b"".join(self.chunks)
             self.chunks = []
+            elapsed = self.io_loop.time() - self.start_time
             self._outcome = HTTPResponse(
-                original_request,
-                self.code,
-                reason=self.reason,
-                headers=self.headers,
-                request_time=self.io_loop.time() - self.start_time,
-                start_time=self.start_wall_time,
-                buffer=buffer,
-                effective_url=self.request.url,
+                original_request, self.code, self.headers, BytesIO(body), self.request.url,
+                reason=self.reason, request_time=elapsed, start_time=self.start_wall_time,
             )
         if not self._reusable():
             # Deliver now: nothing more will happen on this connection.

@@ -203,12 +203,9 @@ class TCPClient:
     starts TLS, and returns the connected ``IOStream``."""
 
     def __init__(self, resolver: Resolver | None = None) -> None:
-        if resolver is not None:
-            self.resolver = resolver
-            self._own_resolver = False
-        else:
-            self.resolver = Resolver()
-            self._own_resolver = True
+        # Only a resolver made here is ours to close.
+        self._own_resolver = resolver is None
+        self.resolver = Resolver() if resolver is None else resolver
 
     def close(self) -> None:
         """Close the resolver if this client created it."""
@@ -216,14 +213,10 @@ class TCPClient:
             self.resolver.close()
 
     async def connect(
-        self,
-        host: str,
-        port: int,
-        af: socket.AddressFamily = socket.AF_UNSPEC,
+        self, host: str, port: int, af: socket.AddressFamily = socket.AF_UNSPEC,
         ssl_options: dict[str, Any] | ssl.SSLContext | None = None,
         max_buffer_size: int | None = None,
-        source_ip: str | None = None,
-        source_port: int | None = None,
+        source_ip: str | None = None, source_port: int | None = None,
         timeout: float | datetime.timedelta | None = None,
     ) -> IOStream:
         """Connect to ``host``:``port``; returns an ``IOStream`` (``SSLIOStream`` with

@@ -40,10 +40,8 @@ class TCPServer:
     """
 
     def __init__(
-        self,
-        ssl_options: dict[str, Any] | ssl.SSLContext | None = None,
-        max_buffer_size: int | None = None,
-        read_chunk_size: int | None = None,
+        self, ssl_options: dict[str, Any] | ssl.SSLContext | None = None,
+        max_buffer_size: int | None = None, read_chunk_size: int | None = None,
     ) -> None:
         self.ssl_options = ssl_options
         self._sockets: dict[int, socket.socket] = {}  # fileno -> socket
@@ -67,13 +65,9 @@ class TCPServer:
             self._ssl_context = ssl_options_to_context(self.ssl_options, server_side=True)
 
     def listen(
-        self,
-        port: int,
-        address: str | None = None,
-        family: socket.AddressFamily = socket.AF_UNSPEC,
-        backlog: int = _DEFAULT_BACKLOG,
-        flags: int | None = None,
-        reuse_port: bool = False,
+        self, port: int, address: str | None = None,
+        family: socket.AddressFamily = socket.AF_UNSPEC, backlog: int = _DEFAULT_BACKLOG,
+        flags: int | None = None, reuse_port: bool = False,
     ) -> None:
         """Bind ``port`` (on ``address``) and start accepting on the current loop."""
         self.add_sockets(bind_sockets(port, address, family, backlog, flags, reuse_port))
@@ -92,13 +86,9 @@ class TCPServer:
         self.add_sockets([socket])
 
     def bind(
-        self,
-        port: int,
-        address: str | None = None,
-        family: socket.AddressFamily = socket.AF_UNSPEC,
-        backlog: int = _DEFAULT_BACKLOG,
-        flags: int | None = None,
-        reuse_port: bool = False,
+        self, port: int, address: str | None = None,
+        family: socket.AddressFamily = socket.AF_UNSPEC, backlog: int = _DEFAULT_BACKLOG,
+        flags: int | None = None, reuse_port: bool = False,
     ) -> None:
         """Bind ``port`` now and accept once ``start`` runs (may be called several times)."""
         sockets = bind_sockets(port, address, family, backlog, flags, reuse_port)
@@ -117,10 +107,10 @@ class TCPServer:
             raise RuntimeError("TCPServer.start() called twice")
         self._started = True
         if num_processes != 1:
+            # The children inherit the bound sockets and each accepts on its own loop.
             process.fork_processes(num_processes, max_restarts)
-        sockets = self._pending_sockets
-        self._pending_sockets = []
-        self.add_sockets(sockets)
+        pending, self._pending_sockets = self._pending_sockets, []
+        self.add_sockets(pending)
 
     def stop(self) -> None:
         """Stop accepting and close the listening sockets (open connections stay open)."""

@@ -7,7 +7,9 @@ event loop; without one (the default) it runs on the loop thread, one request at
 
 from __future__ import annotations
 
+import bisect
 import concurrent.futures
+import logging
 import sys
 from collections.abc import Callable, Iterable
 from io import BytesIO
@@ -21,6 +23,14 @@ from squall.log import access_log, app_log
 
 # Tornado exposes the request class here under its old name.
 HTTPRequest = httputil.HTTPServerRequest
+
+# PEP 3333: a WSGI 1.0 environment; the server may run in several processes, many times.
+_WSGI_FIXED_KEYS: dict[str, Any] = {
+    "wsgi.version": (1, 0),
+    "wsgi.multiprocess": True,
+    "wsgi.run_once": False,
+}
+_ACCESS_LEVELS = (logging.INFO, logging.WARNING, logging.ERROR)
 
 _ExcInfo = tuple[type[BaseException], BaseException, TracebackType]
 WSGIAppType = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -65,12 +75,11 @@ class WSGIContainer:
     """
 
     def __init__(
-        self,
-        wsgi_application: WSGIAppType,
-        executor: concurrent.futures.Executor | None = None,
+        self, wsgi_application: WSGIAppType, executor: concurrent.futures.Executor | None = None
     ) -> None:
         self.wsgi_application = wsgi_application
-        self.executor = dummy_executor if executor is None else executor
+        # Without an executor the application runs inline on the loop thread.
+        self.executor = executor if executor is not None else dummy_executor
 
     def __call__(self, request: httputil.HTTPServerRequest) -> None:
         IOLoop.current().spawn_callback(self.handle_request, request)
@@ -133,23 +142,23 @@ class WSGIContainer:
     def environ(self, request: httputil.HTTPServerRequest) -> dict[str, Any]:
         """The WSGI environment for ``request`` (PEP 3333)."""
         host, port = _host_and_port(request)
-        environ: dict[str, Any] = {
-            "REQUEST_METHOD": request.method,
-            "SCRIPT_NAME": "",
-            "PATH_INFO": to_wsgi_str(escape.url_unescape(request.path, encoding=None, plus=False)),
-            "QUERY_STRING": request.query,
-            "REMOTE_ADDR": request.remote_ip,
-            "SERVER_NAME": host,
-            "SERVER_PORT": str(port),
-            "SERVER_PROTOCOL": request.version,
-            "wsgi.version": (1, 0),
-            "wsgi.url_scheme": request.protocol,
-            "wsgi.input": BytesIO(escape.utf8(request.body)),
-            "wsgi.errors": sys.stderr,
-            "wsgi.multithread": self.executor is not dummy_executor,
-            "wsgi.multiprocess": True,
-            "wsgi.run_once": False,
-        }
+        # PEP 3333's CGI variables (CONTENT_* and HTTP_* come from the headers below)...
+        environ: dict[str, Any] = dict(
+            REQUEST_METHOD=request.method,
+            SCRIPT_NAME="",
+            PATH_INFO=to_wsgi_str(escape.url_unescape(request.path, encoding=None, plus=False)),
+            QUERY_STRING=request.query,
+            SERVER_NAME=host,
+            SERVER_PORT=str(port),
+            SERVER_PROTOCOL=request.version,
+            REMOTE_ADDR=request.remote_ip,
+        )
+        # ...then its wsgi.* keys: the fixed ones, and those that depend on the request.
+        environ.update(_WSGI_FIXED_KEYS)
+        environ["wsgi.url_scheme"] = request.protocol
+        environ["wsgi.input"] = BytesIO(escape.utf8(request.body))
+        environ["wsgi.errors"] = sys.stderr
+        environ["wsgi.multithread"] = self.executor is not dummy_executor
         for name, value in request.headers.get_all():
             key = name.replace("-", "_").upper()
             if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
@@ -159,15 +168,13 @@ class WSGIContainer:
         return environ
 
     def _log(self, status_code: int, request: httputil.HTTPServerRequest) -> None:
-        if status_code < 400:
-            log_method = access_log.info
-        elif status_code < 500:
-            log_method = access_log.warning
-        else:
-            log_method = access_log.error
-        elapsed_ms = 1000.0 * request.request_time()
+        # Below 400 is routine, 4xx the client's doing, 5xx the application's.
+        level = bisect.bisect((400, 500), status_code)
         summary = f"{request.method} {request.uri} ({request.remote_ip})"
-        log_method("%d %s %.2fms", status_code, summary, elapsed_ms)
+        access_log.log(
+            _ACCESS_LEVELS[level], "%d %s %.2fms", status_code, summary,
+            1000.0 * request.request_time(),
+        )
 
 
 def _host_and_port(request: httputil.HTTPServerRequest) -> tuple[str, int]:

@@ -212,6 +212,80 @@ def test_header_object_of_the_caller_is_not_modified() -> None:
     run(main)
 
 
+def test_request_keeps_every_option_under_its_own_name() -> None:
+    import inspect
+
+    special = {"self", "url", "headers", "body", "if_modified_since", "use_gzip"}
+    names = [n for n in inspect.signature(HTTPRequest.__init__).parameters if n not in special]
+    values = {name: object() for name in names}
+    request = HTTPRequest("http://example.com/", **values)
+    for name in names:
+        assert getattr(request, name) is values[name], name
+    assert request.url == "http://example.com/" and request.method is values["method"]
+    plain = HTTPRequest("http://example.com/")
+    assert plain.method == "GET" and plain.expect_100_continue is False
+    unset = [n for n in names if n not in ("method", "expect_100_continue")]
+    assert all(getattr(plain, n) is None for n in unset)
+    assert not hasattr(plain, "use_gzip") and not hasattr(plain, "if_modified_since")
+
+
+def test_fetch_with_raise_error_false_returns_error_statuses_but_raises_transport_errors() -> None:
+    class Canned(AsyncHTTPClient):
+        def fetch_impl(
+            self, request: HTTPRequest, callback: Callable[[HTTPResponse], None]
+        ) -> None:
+            if request.url.endswith("/down"):
+                callback(HTTPResponse(request, 599, error=ConnectionRefusedError("no")))
+            else:
+                callback(HTTPResponse(request, int(request.url.rsplit("/", 1)[1])))
+
+    async def main() -> None:
+        client = Canned(force_instance=True)
+        try:
+            assert (await client.fetch("http://x/200")).code == 200
+            assert (await client.fetch("http://x/404", raise_error=False)).code == 404
+            with pytest.raises(HTTPClientError):
+                await client.fetch("http://x/404")
+            with pytest.raises(ConnectionRefusedError):
+                await client.fetch("http://x/down", raise_error=False)
+        finally:
+            client.close()
+
+    run(main)
+
+
+def test_main_fetches_and_prints(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from squall import httpclient, options
+
+    monkeypatch.setattr(options, "options", options.OptionParser())
+    seen: list[tuple[str, dict[str, Any]]] = []
+
+    class FakeClient:
+        def fetch(self, url: str, **kwargs: Any) -> HTTPResponse:
+            seen.append((url, kwargs))
+            code = 404 if "missing" in url else 200
+            response = HTTPResponse(HTTPRequest(url), code, buffer=BytesIO(b"page"))
+            response.rethrow()
+            return response
+
+        def close(self) -> None:
+            seen.append(("closed", {}))
+
+    monkeypatch.setattr(httpclient, "HTTPClient", FakeClient)
+    argv = ["httpclient", "--proxy_port=3128", "http://a/", "http://a/missing"]
+    monkeypatch.setattr(sys, "argv", argv)
+    httpclient.main()
+    assert capsys.readouterr().out == "page\npage\n"
+    fetch_options = {
+        "follow_redirects": True, "validate_cert": True, "proxy_host": None, "proxy_port": 3128
+    }
+    assert seen == [
+        ("http://a/", fetch_options), ("http://a/missing", fetch_options), ("closed", {})
+    ]
+
+
 # -- the blocking client -------------------------------------------------------------------
 
 

@@ -225,3 +225,122 @@ def test_bind_unix_socket_in_the_abstract_namespace() -> None:
             client.connect(name)
     finally:
         listener.close()
+
+
+def test_bind_sockets_on_every_interface_dedupes_and_shares_the_port():
+    for address in (None, ""):
+        sockets = bind_sockets(0, address)
+        try:
+            names = [(sock.family, sock.getsockname()[:2]) for sock in sockets]
+            assert len(names) == len(set(names))
+            assert len({name[1][1] for name in names}) == 1
+            # IPv4 comes first; an IPv6 socket does not also take IPv4 traffic
+            assert [sock.family for sock in sockets] == sorted(sock.family for sock in sockets)
+            for sock in sockets:
+                if sock.family == socket.AF_INET6:
+                    assert sock.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY) == 1
+                assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR) != 0
+        finally:
+            for sock in sockets:
+                sock.close()
+
+
+def test_bind_sockets_closes_what_it_opened_when_a_bind_fails():
+    (taken,) = bind_sockets(0, "127.0.0.1", family=socket.AF_INET)
+    opened = []
+    real_socket = socket.socket
+
+    class Recording(real_socket):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            opened.append(self)
+
+    try:
+        socket.socket = Recording  # type: ignore[misc]
+        with pytest.raises(OSError):
+            bind_sockets(taken.getsockname()[1], "127.0.0.1", family=socket.AF_INET)
+    finally:
+        socket.socket = real_socket  # type: ignore[misc]
+        taken.close()
+    assert opened and all(sock.fileno() == -1 for sock in opened)
+
+
+async def test_accept_handler_removed_by_its_callback_stops_the_batch():
+    (listener,) = bind_sockets(0, "127.0.0.1", family=socket.AF_INET)
+    clients = [socket.socket() for _ in range(3)]
+    accepted = []
+    done = asyncio.Event()
+
+    def on_accept(connection, address):
+        accepted.append(connection)
+        remove()
+        done.set()
+
+    for client in clients:
+        client.connect(listener.getsockname())
+    remove = netutil.add_accept_handler(listener, on_accept)
+    try:
+        await asyncio.wait_for(done.wait(), 5)
+        await asyncio.sleep(0.05)
+        assert len(accepted) == 1
+    finally:
+        for sock in accepted + clients:
+            sock.close()
+        listener.close()
+
+
+def test_executor_resolver_closes_only_an_executor_it_was_given_to_close():
+    class Recording(concurrent.futures.ThreadPoolExecutor):
+        shut = False
+
+        def shutdown(self, *args, **kwargs):
+            self.shut = True
+            super().shutdown(*args, **kwargs)
+
+    kept, owned = Recording(1), Recording(1)
+    ExecutorResolver(executor=kept, close_executor=False).close()
+    ExecutorResolver(executor=owned).close()
+    assert not kept.shut and owned.shut
+    kept.shutdown()
+    inline = ExecutorResolver()
+    assert inline.close_executor is False
+    inline.close()
+
+
+def test_threaded_resolvers_share_one_pool_per_process(monkeypatch):
+    first, second = ThreadedResolver(), ThreadedResolver()
+    assert first.executor is second.executor
+    monkeypatch.setattr(os, "getpid", lambda: -1)  # as if in a forked child
+    child = ThreadedResolver()
+    assert child.executor is not first.executor
+    assert ThreadedResolver().executor is child.executor
+
+
+async def test_override_resolver_prefers_the_most_specific_key():
+    mapping = {
+        "h.example": "127.0.0.2",
+        ("h.example", 80): ("127.0.0.3", 81),
+        ("h.example", 80, socket.AF_INET): ("127.0.0.4", 82),
+    }
+    resolver = OverrideResolver(BlockingResolver(), mapping)
+    assert await resolver.resolve("h.example", 80, socket.AF_INET) == [
+        (socket.AF_INET, ("127.0.0.4", 82))
+    ]
+    assert (socket.AF_INET, ("127.0.0.3", 81)) in await resolver.resolve("h.example", 80)
+    assert await resolver.resolve("h.example", 90, socket.AF_INET) == [
+        (socket.AF_INET, ("127.0.0.2", 90))
+    ]
+    resolver.close()
+
+
+@pytest.mark.parametrize(
+    "server_side,protocol",
+    [(True, ssl.PROTOCOL_TLS_SERVER), (False, ssl.PROTOCOL_TLS_CLIENT), (None, ssl.PROTOCOL_TLS)],
+)
+def test_ssl_options_default_protocol_follows_the_side(server_side, protocol):
+    assert ssl_options_to_context({}, server_side=server_side).protocol == protocol
+
+
+def test_ssl_options_cert_reqs_none_turns_off_hostname_checks_on_a_client():
+    context = ssl_options_to_context({"cert_reqs": ssl.CERT_NONE}, server_side=False)
+    assert context.verify_mode == ssl.CERT_NONE and not context.check_hostname

@@ -99,3 +99,55 @@ class WSGIContainerTest(AsyncHTTPTestCase):
 
 def test_to_wsgi_str_keeps_every_byte() -> None:
     assert to_wsgi_str(bytes(range(256))).encode("latin1") == bytes(range(256))
+
+
+def test_environ_has_the_pep3333_keys() -> None:
+    import sys
+
+    from squall.httputil import HTTPHeaders, HTTPServerRequest
+
+    request = HTTPServerRequest(
+        method="GET", uri="/a%20b?x=1", version="HTTP/1.0",
+        headers=HTTPHeaders({"Host": "example.com:8080"}), body=b"in",
+    )
+    plain = WSGIContainer(echo_environ).environ(request)
+    assert plain["SERVER_NAME"] == "example.com" and plain["SERVER_PORT"] == "8080"
+    assert plain["SCRIPT_NAME"] == "" and plain["PATH_INFO"] == "/a b"
+    assert plain["QUERY_STRING"] == "x=1" and plain["SERVER_PROTOCOL"] == "HTTP/1.0"
+    assert plain["HTTP_HOST"] == "example.com:8080"
+    assert plain["wsgi.version"] == (1, 0) and plain["wsgi.url_scheme"] == "http"
+    assert plain["wsgi.input"].read() == b"in" and plain["wsgi.errors"] is sys.stderr
+    assert plain["wsgi.multiprocess"] is True and plain["wsgi.run_once"] is False
+    assert plain["wsgi.multithread"] is False
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        assert WSGIContainer(echo_environ, pool).environ(request)["wsgi.multithread"] is True
+
+
+def test_access_log_level_follows_the_status() -> None:
+    import logging
+
+    from squall.httputil import HTTPServerRequest
+
+    container = WSGIContainer(echo_environ)
+    request = HTTPServerRequest(method="GET", uri="/x")
+    seen = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append((record.levelno, record.getMessage().split(" ")[0]))
+
+    logger = logging.getLogger("squall.access")
+    handler, old_level = Keep(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        for code in (200, 304, 399, 400, 404, 499, 500, 503):
+            container._log(code, request)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+    info, warning, error = logging.INFO, logging.WARNING, logging.ERROR
+    assert seen == [
+        (info, "200"), (info, "304"), (info, "399"), (warning, "400"),
+        (warning, "404"), (warning, "499"), (error, "500"), (error, "503"),
+    ]

@@ -479,7 +479,8 @@ class WebSocketProtocol(abc.ABC):
         """Toggle TCP_NODELAY."""
 
 
-def _log_callback_failure(future: asyncio.Future[Any]) -> BaseException | None:
+def _failure_of(future: asyncio.Future[Any]) -> BaseException | None:
+    """What a finished callback future failed with (a cancellation counts), or None."""
     if future.cancelled():
         return asyncio.CancelledError()
     return future.exception()
@@ -740,7 +741,7 @@ class WebSocketProtocol13(WebSocketProtocol):
         return future
 
     def _check_callback_result(self, future: asyncio.Future[Any]) -> None:
-        error = _log_callback_failure(future)
+        error = _failure_of(future)
         if error is not None:
             self._callback_failed(type(error), error, error.__traceback__)
 

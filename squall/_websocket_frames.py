@@ -25,12 +25,12 @@ OPCODE_CLOSE = 0x8
 OPCODE_PING = 0x9
 OPCODE_PONG = 0xA
 
-FIN = 0x80
-RSV1 = 0x40
-RSV2 = 0x20
-RSV3 = 0x10
+# The bits of a frame header (RFC 6455 section 5.2). First byte: FIN, three reserved bits
+# (RSV1 marks a compressed message, RFC 7692), then the opcode in the low nibble.
+FIN, RSV1, RSV2, RSV3 = 0x80, 0x40, 0x20, 0x10
 RSV_MASK = RSV1 | RSV2 | RSV3
 OPCODE_MASK = 0x0F
+# Second byte: the MASK flag, then a 7-bit length.
 MASK_BIT = 0x80
 
 CLOSE_NORMAL = 1000
@@ -54,6 +54,10 @@ _ACCEPT_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _DEFLATE_TAIL = b"\x00\x00\xff\xff"
 _DATA_OPCODES = (OPCODE_TEXT, OPCODE_BINARY)
 _CONTROL_OPCODES = (OPCODE_CLOSE, OPCODE_PING, OPCODE_PONG)
+
+# compression_options as WebSocketHandler.get_compression_options returns it (None: no
+# compression).
+_Options = dict[str, Any] | None
 
 _pack_16 = struct.Struct("!BBH").pack
 _pack_64 = struct.Struct("!BBQ").pack
@@ -174,10 +178,7 @@ class _PerMessageDeflateCompressor:
     __slots__ = ("_persistent", "_compressor")
 
     def __init__(
-        self,
-        persistent: bool,
-        max_wbits: int | None,
-        compression_options: dict[str, Any] | None = None,
+        self, persistent: bool, max_wbits: int | None, compression_options: _Options = None
     ) -> None:
         wbits = _window_bits(max_wbits)
         if wbits < 9:
@@ -217,7 +218,7 @@ class _PerMessageDeflateDecompressor:
         persistent: bool,
         max_wbits: int | None,
         max_message_size: int | None,
-        compression_options: dict[str, Any] | None = None,
+        compression_options: _Options = None,
     ) -> None:
         # Inflating with a larger window than the sender used is always correct, and zlib may
         # itself deflate with 9 bits when 8 were asked for.
@@ -285,14 +286,14 @@ class DeflateParameters:
         )
 
     def compressor(
-        self, compression_options: dict[str, Any] | None
+        self, compression_options: _Options
     ) -> _PerMessageDeflateCompressor:
         return _PerMessageDeflateCompressor(
             self.compress_persistent, self.compress_wbits, compression_options
         )
 
     def decompressor(
-        self, max_message_size: int | None, compression_options: dict[str, Any] | None
+        self, max_message_size: int | None, compression_options: _Options
     ) -> _PerMessageDeflateDecompressor:
         return _PerMessageDeflateDecompressor(
             self.decompress_persistent,

@@ -10,7 +10,6 @@ can point them elsewhere.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 import re
@@ -173,6 +172,33 @@ class OpenIdMixin:
         return httpclient.AsyncHTTPClient()
 
 
+_Args = dict[str, Any]
+_Client = httpclient.AsyncHTTPClient
+# Where an OAuth 1 login keeps its request token between the redirect and the return.
+_REQUEST_TOKEN_COOKIE = "_oauth_request_token"
+
+
+def _present(**arguments: Any) -> _Args:
+    """The keyword arguments that were given a value (None means "leave it out")."""
+    return {name: value for name, value in arguments.items() if value is not None}
+
+
+def _pack_request_token(token: _Args) -> bytes:
+    # Both halves are base64'd, so the separator cannot occur inside them.
+    halves = (base64.b64encode(escape.utf8(token[part])) for part in ("key", "secret"))
+    return b"|".join(halves)
+
+
+def _unpack_request_token(cookie: str) -> tuple[bytes, bytes]:
+    halves = cookie.split("|")
+    if len(halves) == 2:
+        try:
+            return base64.b64decode(halves[0]), base64.b64decode(halves[1])
+        except ValueError:  # binascii.Error, or characters outside ASCII
+            pass
+    raise AuthError("Malformed OAuth request token cookie")
+
+
 class OAuthMixin:
     """OAuth 1.0 and 1.0a (RFC 5849) with HMAC-SHA1 signatures.
 
@@ -188,159 +214,135 @@ class OAuthMixin:
     _OAUTH_NO_CALLBACKS = False
 
     async def authorize_redirect(
-        self,
-        callback_uri: str | None = None,
-        extra_params: dict[str, Any] | None = None,
-        http_client: httpclient.AsyncHTTPClient | None = None,
+        self, callback_uri: str | None = None, extra_params: _Args | None = None,
+        http_client: _Client | None = None,
     ) -> None:
         """Gets a request token, keeps it in a cookie and redirects to the provider."""
         if callback_uri and self._OAUTH_NO_CALLBACKS:
             raise Exception("This service does not support oauth_callback")
-        client = http_client or self.get_auth_http_client()
-        if self._OAUTH_VERSION == "1.0a":
-            url = self._oauth_request_token_url(
-                callback_uri=callback_uri, extra_params=extra_params
-            )
-        else:
-            url = self._oauth_request_token_url()
-        response = await client.fetch(url)
-        self._on_request_token(self._OAUTH_AUTHORIZE_URL, callback_uri, response)
+        await self._send_to_provider(
+            self._OAUTH_AUTHORIZE_URL, callback_uri, extra_params, http_client, callback_uri
+        )
 
-    async def get_authenticated_user(
-        self, http_client: httpclient.AsyncHTTPClient | None = None
-    ) -> dict[str, Any]:
+    async def _send_to_provider(
+        self, page: str, callback_uri: str | None, extra_params: _Args | None,
+        http_client: _Client | None, relayed_callback: str | None,
+    ) -> None:
+        """The first leg: a request token from the provider, then the user to ``page``."""
+        client = http_client or self.get_auth_http_client()
+        response = await client.fetch(self._oauth_request_token_url(callback_uri, extra_params))
+        self._on_request_token(page, relayed_callback, response)
+
+    async def get_authenticated_user(self, http_client: _Client | None = None) -> _Args:
         """On the way back: trades the request token for an access token, returns the user
         with that token under ``access_token``."""
         handler = _handler(self)
-        request_key = escape.utf8(handler.get_argument("oauth_token") or "")
+        returned_key = escape.utf8(handler.get_argument("oauth_token") or "")
         verifier = handler.get_argument("oauth_verifier", None)
-        cookie = handler.get_cookie("_oauth_request_token")
+        cookie = handler.get_cookie(_REQUEST_TOKEN_COOKIE)
         if not cookie:
             raise AuthError("Missing OAuth request token cookie")
-        handler.clear_cookie("_oauth_request_token")
-        try:
-            cookie_key, cookie_secret = (
-                base64.b64decode(escape.utf8(part)) for part in cookie.split("|")
-            )
-        except (ValueError, binascii.Error):
-            raise AuthError("Malformed OAuth request token cookie") from None
-        if not hmac.compare_digest(cookie_key, request_key):
+        # One use only: a replayed callback finds no cookie.
+        handler.clear_cookie(_REQUEST_TOKEN_COOKIE)
+        key, secret = _unpack_request_token(cookie)
+        if not hmac.compare_digest(key, returned_key):
             raise AuthError("Request token does not match cookie")
-        token: dict[str, Any] = {"key": cookie_key, "secret": cookie_secret}
+        request_token: _Args = {"key": key, "secret": secret}
         if verifier:
-            token["verifier"] = verifier
+            request_token["verifier"] = verifier
         client = http_client or self.get_auth_http_client()
-        response = await client.fetch(self._oauth_access_token_url(token))
-        access_token = _oauth_parse_response(response.body)
+        answer = await client.fetch(self._oauth_access_token_url(request_token))
+        access_token = _oauth_parse_response(answer.body)
         user = await self._oauth_get_user_future(access_token)
-        if not user:
-            raise AuthError("Error getting user")
-        user["access_token"] = access_token
-        return user
+        if user:
+            # Kept with the user, so the application can make signed calls on its behalf.
+            user["access_token"] = access_token
+            return user
+        raise AuthError("Error getting user")
 
     def _oauth_request_token_url(
-        self, callback_uri: str | None = None, extra_params: dict[str, Any] | None = None
+        self, callback_uri: str | None = None, extra_params: _Args | None = None
     ) -> str:
-        handler = _handler(self)
-        consumer = self._oauth_consumer_token()
-        url = self._OAUTH_REQUEST_TOKEN_URL
-        arguments = self._oauth_base_arguments(consumer)
+        extra: _Args = {}
+        # 1.0a moved the callback into the signed request-token call (RFC 5849 section 2.1);
+        # plain 1.0 sends nothing but the protocol arguments.
         if self._OAUTH_VERSION == "1.0a":
-            if callback_uri == "oob":
-                arguments["oauth_callback"] = "oob"
-            elif callback_uri:
-                arguments["oauth_callback"] = urllib.parse.urljoin(
-                    handler.request.full_url(), callback_uri
+            if callback_uri:
+                extra["oauth_callback"] = (
+                    callback_uri if callback_uri == "oob" else self._absolute_url(callback_uri)
                 )
-            if extra_params:
-                arguments.update(extra_params)
-        arguments["oauth_signature"] = self._sign(consumer, "GET", url, arguments)
-        return url + "?" + urllib.parse.urlencode(arguments)
+            extra.update(extra_params or {})
+        return self._signed_url(self._OAUTH_REQUEST_TOKEN_URL, extra)
 
     def _on_request_token(
-        self,
-        authorize_url: str,
-        callback_uri: str | None,
-        response: httpclient.HTTPResponse,
+        self, authorize_url: str, callback_uri: str | None, response: httpclient.HTTPResponse
     ) -> None:
         handler = _handler(self)
         request_token = _oauth_parse_response(response.body)
-        cookie = (
-            base64.b64encode(escape.utf8(request_token["key"]))
-            + b"|"
-            + base64.b64encode(escape.utf8(request_token["secret"]))
-        )
-        handler.set_cookie("_oauth_request_token", cookie)
-        arguments = {"oauth_token": request_token["key"]}
+        handler.set_cookie(_REQUEST_TOKEN_COOKIE, _pack_request_token(request_token))
+        query = {"oauth_token": request_token["key"]}
+        if callback_uri and callback_uri != "oob":
+            query["oauth_callback"] = self._absolute_url(callback_uri)
+        page = authorize_url + "?" + urllib.parse.urlencode(query)
         if callback_uri == "oob":
-            # out of band: the user copies the verifier by hand, so just show the link
-            handler.finish(authorize_url + "?" + urllib.parse.urlencode(arguments))
-            return
-        if callback_uri:
-            arguments["oauth_callback"] = urllib.parse.urljoin(
-                handler.request.full_url(), callback_uri
-            )
-        handler.redirect(authorize_url + "?" + urllib.parse.urlencode(arguments))
+            # Out of band: the user copies the verifier by hand, so show the link instead.
+            handler.finish(page)
+        else:
+            handler.redirect(page)
 
-    def _oauth_access_token_url(self, request_token: dict[str, Any]) -> str:
-        consumer = self._oauth_consumer_token()
-        url = self._OAUTH_ACCESS_TOKEN_URL
-        arguments = self._oauth_base_arguments(consumer)
-        arguments["oauth_token"] = escape.to_basestring(request_token["key"])
-        if "verifier" in request_token:
-            arguments["oauth_verifier"] = request_token["verifier"]
-        arguments["oauth_signature"] = self._sign(consumer, "GET", url, arguments, request_token)
-        return url + "?" + urllib.parse.urlencode(arguments)
+    def _oauth_access_token_url(self, request_token: _Args) -> str:
+        verifier = request_token.get("verifier")
+        extra = {} if verifier is None else {"oauth_verifier": verifier}
+        return self._signed_url(self._OAUTH_ACCESS_TOKEN_URL, extra, request_token)
 
-    def _oauth_consumer_token(self) -> dict[str, Any]:
+    def _oauth_consumer_token(self) -> _Args:
         """The application's consumer ``key`` and ``secret``; subclasses provide it."""
         raise NotImplementedError(f"{type(self).__name__} must define _oauth_consumer_token")
 
-    async def _oauth_get_user_future(self, access_token: dict[str, Any]) -> dict[str, Any]:
+    async def _oauth_get_user_future(self, access_token: _Args) -> _Args:
         """The user the access token belongs to; subclasses ask their provider."""
         raise NotImplementedError(f"{type(self).__name__} must define _oauth_get_user_future")
 
     def _oauth_request_parameters(
-        self,
-        url: str,
-        access_token: dict[str, Any],
-        parameters: dict[str, Any] = {},  # noqa: B006
+        self, url: str, access_token: _Args,
+        parameters: _Args = {},  # noqa: B006
         method: str = "GET",
-    ) -> dict[str, Any]:
+    ) -> _Args:
         """The signed ``oauth_*`` arguments for a call to ``url`` on the user's behalf."""
-        consumer = self._oauth_consumer_token()
-        oauth_arguments = self._oauth_base_arguments(consumer)
-        oauth_arguments["oauth_token"] = escape.to_basestring(access_token["key"])
-        signed = {**oauth_arguments, **parameters}
-        oauth_arguments["oauth_signature"] = self._sign(consumer, method, url, signed, access_token)
-        return oauth_arguments
+        return self._protocol_arguments(method, url, parameters, access_token)
 
-    def get_auth_http_client(self) -> httpclient.AsyncHTTPClient:
+    def get_auth_http_client(self) -> _Client:
         """The client used to talk to the provider; override to use another one."""
         return httpclient.AsyncHTTPClient()
 
-    def _oauth_base_arguments(self, consumer: dict[str, Any]) -> dict[str, Any]:
-        return {
+    def _absolute_url(self, uri: str) -> str:
+        return urllib.parse.urljoin(_handler(self).request.full_url(), uri)
+
+    def _signed_url(self, url: str, extra: _Args, token: _Args | None = None) -> str:
+        """``url`` with ``extra`` and the signed protocol arguments as its query."""
+        query = {**self._protocol_arguments("GET", url, extra, token), **extra}
+        return url + "?" + urllib.parse.urlencode(query)
+
+    def _protocol_arguments(
+        self, method: str, url: str, others: _Args, token: _Args | None
+    ) -> _Args:
+        """The ``oauth_*`` arguments of one request (RFC 5849 section 3.1), signed over
+        themselves and the request's ``others`` (which win a name clash)."""
+        consumer = self._oauth_consumer_token()
+        protocol: _Args = {
             "oauth_consumer_key": escape.to_basestring(consumer["key"]),
+            "oauth_nonce": uuid.uuid4().hex,
             "oauth_signature_method": "HMAC-SHA1",
             "oauth_timestamp": str(int(time.time())),
-            "oauth_nonce": uuid.uuid4().hex,
             "oauth_version": "1.0",
         }
-
-    def _sign(
-        self,
-        consumer: dict[str, Any],
-        method: str,
-        url: str,
-        arguments: dict[str, Any],
-        token: dict[str, Any] | None = None,
-    ) -> str:
-        if self._OAUTH_VERSION == "1.0a":
-            return escape.to_basestring(
-                _oauth10a_signature(consumer, method, url, arguments, token)
-            )
-        return escape.to_basestring(_oauth_signature(consumer, method, url, arguments, token))
+        if token is not None:
+            protocol["oauth_token"] = escape.to_basestring(token["key"])
+        # 1.0a percent-encodes the secrets in the signing key; 1.0 joined them as they were.
+        sign = _oauth10a_signature if self._OAUTH_VERSION == "1.0a" else _oauth_signature
+        signature = sign(consumer, method, url, {**protocol, **others}, token)
+        protocol["oauth_signature"] = escape.to_basestring(signature)
+        return protocol
 
 
 class OAuth2Mixin:
@@ -349,179 +351,151 @@ class OAuth2Mixin:
 
     _OAUTH_AUTHORIZE_URL: str
     _OAUTH_ACCESS_TOKEN_URL: str
+    # Read by nothing in OAuth 2 (redirect_uri plays that part); kept for code that looks.
+    _OAUTH_NO_CALLBACKS = False
 
     def authorize_redirect(
-        self,
-        redirect_uri: str | None = None,
-        client_id: str | None = None,
-        client_secret: str | None = None,
-        extra_params: dict[str, Any] | None = None,
-        scope: list[str] | None = None,
-        response_type: str = "code",
+        self, redirect_uri: str | None = None, client_id: str | None = None,
+        client_secret: str | None = None, extra_params: _Args | None = None,
+        scope: list[str] | None = None, response_type: str = "code",
     ) -> None:
         """Redirects to the provider's consent page; it comes back with a ``code``."""
-        arguments: dict[str, Any] = {"response_type": response_type}
-        if redirect_uri is not None:
-            arguments["redirect_uri"] = redirect_uri
-        if client_id is not None:
-            arguments["client_id"] = client_id
-        if extra_params:
-            arguments.update(extra_params)
+        # The secret never travels through the browser (RFC 6749 section 4.1.1).
+        query = _present(
+            response_type=response_type, redirect_uri=redirect_uri, client_id=client_id
+        )
+        query.update(extra_params or {})
         if scope:
-            arguments["scope"] = " ".join(scope)
-        _handler(self).redirect(url_concat(self._OAUTH_AUTHORIZE_URL, arguments))
+            query["scope"] = " ".join(scope)
+        _handler(self).redirect(url_concat(self._OAUTH_AUTHORIZE_URL, query))
 
     def _oauth_request_token_url(
-        self,
-        redirect_uri: str | None = None,
-        client_id: str | None = None,
-        client_secret: str | None = None,
-        code: str | None = None,
-        extra_params: dict[str, Any] | None = None,
+        self, redirect_uri: str | None = None, client_id: str | None = None,
+        client_secret: str | None = None, code: str | None = None,
+        extra_params: _Args | None = None,
     ) -> str:
-        arguments: dict[str, Any] = {}
-        for name, value in (
-            ("redirect_uri", redirect_uri),
-            ("code", code),
-            ("client_id", client_id),
-            ("client_secret", client_secret),
-        ):
-            if value is not None:
-                arguments[name] = value
-        if extra_params:
-            arguments.update(extra_params)
-        return url_concat(self._OAUTH_ACCESS_TOKEN_URL, arguments)
+        query = _code_exchange(code, redirect_uri, client_id, client_secret)
+        query.update(extra_params or {})
+        return url_concat(self._OAUTH_ACCESS_TOKEN_URL, query)
 
     async def oauth2_request(
-        self,
-        url: str,
-        access_token: str | None = None,
-        post_args: dict[str, Any] | None = None,
+        self, url: str, access_token: str | None = None, post_args: _Args | None = None,
         **args: Any,
     ) -> Any:
         """Calls a provider API with the user's token; returns the decoded JSON answer."""
-        query: dict[str, Any] = {}
-        if access_token:
-            query["access_token"] = access_token
+        query = {"access_token": access_token} if access_token else {}
         query.update(args)
         return await _fetch_json(self.get_auth_http_client(), url, query, post_args)
 
-    def get_auth_http_client(self) -> httpclient.AsyncHTTPClient:
+    def get_auth_http_client(self) -> _Client:
         """The client used to talk to the provider; override to use another one."""
         return httpclient.AsyncHTTPClient()
+
+
+def _code_exchange(
+    code: str | None, redirect_uri: str | None, client_id: str | None, client_secret: str | None
+) -> _Args:
+    """The arguments that trade an authorization code for a token (RFC 6749 4.1.3)."""
+    return _present(
+        redirect_uri=redirect_uri, code=code, client_id=client_id, client_secret=client_secret
+    )
+
+
+# Endpoints as the providers publish them (the attribute names are Tornado's documented API).
+_TWITTER = "https://api.twitter.com"
+_FACEBOOK_GRAPH = "https://graph.facebook.com"
 
 
 class TwitterMixin(OAuthMixin):
     """Sign in with Twitter (OAuth 1.0a). Needs the ``twitter_consumer_key`` and
     ``twitter_consumer_secret`` application settings."""
 
-    _OAUTH_REQUEST_TOKEN_URL = "https://api.twitter.com/oauth/request_token"
-    _OAUTH_ACCESS_TOKEN_URL = "https://api.twitter.com/oauth/access_token"
-    _OAUTH_AUTHORIZE_URL = "https://api.twitter.com/oauth/authorize"
-    _OAUTH_AUTHENTICATE_URL = "https://api.twitter.com/oauth/authenticate"
-    _OAUTH_NO_CALLBACKS = False
-    _TWITTER_BASE_URL = "https://api.twitter.com/1.1"
+    _OAUTH_REQUEST_TOKEN_URL = _TWITTER + "/oauth/request_token"
+    _OAUTH_ACCESS_TOKEN_URL = _TWITTER + "/oauth/access_token"
+    _OAUTH_AUTHORIZE_URL = _TWITTER + "/oauth/authorize"
+    # Like authorize, but a user who already allowed the application goes straight back.
+    _OAUTH_AUTHENTICATE_URL = _TWITTER + "/oauth/authenticate"
+    _TWITTER_BASE_URL = _TWITTER + "/1.1"
 
     async def authenticate_redirect(self, callback_uri: str | None = None) -> None:
         """Like ``authorize_redirect``, but skips the consent page for returning users."""
-        client = self.get_auth_http_client()
-        response = await client.fetch(self._oauth_request_token_url(callback_uri=callback_uri))
-        self._on_request_token(self._OAUTH_AUTHENTICATE_URL, None, response)
+        # The callback travels in the request token only, never on the authenticate page.
+        await self._send_to_provider(self._OAUTH_AUTHENTICATE_URL, callback_uri, None, None, None)
 
     async def twitter_request(
-        self,
-        path: str,
-        access_token: dict[str, Any],
-        post_args: dict[str, Any] | None = None,
-        **args: Any,
+        self, path: str, access_token: _Args, post_args: _Args | None = None, **args: Any
     ) -> Any:
         """Calls the Twitter API (``path`` such as ``/statuses/update``), signed for the user."""
-        if path.startswith(("http:", "https:")):
-            url = path
-        else:
-            url = self._TWITTER_BASE_URL + path + ".json"
+        absolute = path.startswith(("http:", "https:"))
+        url = path if absolute else f"{self._TWITTER_BASE_URL}{path}.json"
         if access_token:
+            # The signature covers the query and the form body alike (RFC 5849 3.4.1.3).
+            method = "GET" if post_args is None else "POST"
             signed = {**args, **(post_args or {})}
-            method = "POST" if post_args is not None else "GET"
             args.update(self._oauth_request_parameters(url, access_token, signed, method=method))
         return await _fetch_json(self.get_auth_http_client(), url, args, post_args)
 
-    def _oauth_consumer_token(self) -> dict[str, Any]:
+    def _oauth_consumer_token(self) -> _Args:
         handler = _handler(self)
-        handler.require_setting("twitter_consumer_key", "Twitter OAuth")
-        handler.require_setting("twitter_consumer_secret", "Twitter OAuth")
-        return {
-            "key": handler.settings["twitter_consumer_key"],
-            "secret": handler.settings["twitter_consumer_secret"],
-        }
+        token = {}
+        for part in ("key", "secret"):
+            setting = "twitter_consumer_" + part
+            handler.require_setting(setting, "Twitter OAuth")
+            token[part] = handler.settings[setting]
+        return token
 
-    async def _oauth_get_user_future(self, access_token: dict[str, Any]) -> dict[str, Any]:
+    async def _oauth_get_user_future(self, access_token: _Args) -> _Args:
         user = await self.twitter_request("/account/verify_credentials", access_token=access_token)
         if user:
             user["username"] = user["screen_name"]
-        return cast(dict[str, Any], user)
+        return cast(_Args, user)
 
 
 class GoogleOAuth2Mixin(OAuth2Mixin):
     """Sign in with Google (OAuth 2.0). Reads ``key`` and ``secret`` from the
     ``google_oauth`` application setting."""
 
+    _OAUTH_SETTINGS_KEY = "google_oauth"
     _OAUTH_AUTHORIZE_URL = "https://accounts.google.com/o/oauth2/v2/auth"
     _OAUTH_ACCESS_TOKEN_URL = "https://www.googleapis.com/oauth2/v4/token"
     _OAUTH_USERINFO_URL = "https://www.googleapis.com/oauth2/v1/userinfo"
-    _OAUTH_NO_CALLBACKS = False
-    _OAUTH_SETTINGS_KEY = "google_oauth"
 
-    def get_google_oauth_settings(self) -> dict[str, Any]:
+    def get_google_oauth_settings(self) -> _Args:
         """The ``google_oauth`` setting; override to keep the credentials elsewhere."""
-        return cast(dict[str, Any], _handler(self).settings[self._OAUTH_SETTINGS_KEY])
+        return cast(_Args, _handler(self).settings[self._OAUTH_SETTINGS_KEY])
 
     async def get_authenticated_user(
-        self,
-        redirect_uri: str,
-        code: str,
-        client_id: str | None = None,
-        client_secret: str | None = None,
-    ) -> dict[str, Any]:
+        self, redirect_uri: str, code: str,
+        client_id: str | None = None, client_secret: str | None = None,
+    ) -> _Args:
         """Trades the ``code`` for tokens; returns Google's token answer (``access_token``...)."""
         if client_id is None or client_secret is None:
             settings = self.get_google_oauth_settings()
-            client_id = client_id if client_id is not None else settings["key"]
-            client_secret = client_secret if client_secret is not None else settings["secret"]
-        body = urllib.parse.urlencode(
-            {
-                "redirect_uri": redirect_uri,
-                "code": code,
-                "client_id": client_id,
-                "client_secret": client_secret,
-                "grant_type": "authorization_code",
-            }
-        )
+            client_id = settings["key"] if client_id is None else client_id
+            client_secret = settings["secret"] if client_secret is None else client_secret
+        # Google takes the exchange as a form POST, not as a query.
+        form = _code_exchange(code, redirect_uri, client_id, client_secret)
+        form["grant_type"] = "authorization_code"
         response = await self.get_auth_http_client().fetch(
             self._OAUTH_ACCESS_TOKEN_URL,
             method="POST",
             headers={"Content-Type": "application/x-www-form-urlencoded"},
-            body=body,
+            body=urllib.parse.urlencode(form),
         )
-        return cast(dict[str, Any], escape.json_decode(response.body))
+        return cast(_Args, escape.json_decode(response.body))
 
 
 class FacebookGraphMixin(OAuth2Mixin):
     """Sign in with Facebook and call its Graph API (OAuth 2.0)."""
 
-    _OAUTH_ACCESS_TOKEN_URL = "https://graph.facebook.com/oauth/access_token"
+    _FACEBOOK_BASE_URL = _FACEBOOK_GRAPH
     _OAUTH_AUTHORIZE_URL = "https://www.facebook.com/dialog/oauth"
-    _OAUTH_NO_CALLBACKS = False
-    _FACEBOOK_BASE_URL = "https://graph.facebook.com"
+    _OAUTH_ACCESS_TOKEN_URL = _FACEBOOK_GRAPH + "/oauth/access_token"
 
     async def get_authenticated_user(
-        self,
-        redirect_uri: str,
-        client_id: str,
-        client_secret: str,
-        code: str,
-        extra_fields: dict[str, Any] | None = None,
-    ) -> dict[str, Any] | None:
+        self, redirect_uri: str, client_id: str, client_secret: str, code: str,
+        extra_fields: _Args | None = None,
+    ) -> _Args | None:
         """Trades the ``code`` for a token and returns the user's profile fields, with
         ``access_token`` and ``session_expires``."""
         client = self.get_auth_http_client()
@@ -554,10 +528,7 @@ class FacebookGraphMixin(OAuth2Mixin):
         return profile
 
     async def facebook_request(
-        self,
-        path: str,
-        access_token: str | None = None,
-        post_args: dict[str, Any] | None = None,
+        self, path: str, access_token: str | None = None, post_args: _Args | None = None,
         **args: Any,
     ) -> Any:
         """Calls the Graph API at ``path`` (such as ``/me/feed``)."""

@@ -236,6 +236,32 @@ _MONTHS = (
     "December",
 )
 _WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+_ONE_DAY = datetime.timedelta(days=1)
+# format_date's ages under a day, relative: (below this many seconds, seconds per unit,
+# singular message, plural message, placeholder). The messages are the catalog keys of
+# Tornado's documented locale API, so existing translations apply.
+_AGO_UNITS = (
+    (50, 1, "1 second ago", "%(seconds)d seconds ago", "seconds"),
+    (50 * 60, 60, "1 minute ago", "%(minutes)d minutes ago", "minutes"),
+    (None, 3600, "1 hour ago", "%(hours)d hours ago", "hours"),
+)
+# format_date's absolute styles: (shorter=True message, full message), same catalog keys.
+_DATE_STYLES = {
+    "time": ("%(time)s", "%(time)s"),
+    "yesterday": ("yesterday", "yesterday at %(time)s"),
+    "weekday": ("%(weekday)s", "%(weekday)s at %(time)s"),
+    "month_day": ("%(month_name)s %(day)s", "%(month_name)s %(day)s at %(time)s"),
+    "full": ("%(month_name)s %(day)s, %(year)s", "%(month_name)s %(day)s, %(year)s at %(time)s"),
+}
+
+
+def _aware_utc(date: Union[int, float, datetime.datetime]) -> datetime.datetime:
+    """A timestamp or datetime as an aware datetime; naive datetimes are taken as UTC."""
+    if isinstance(date, (int, float)):
+        return datetime.datetime.fromtimestamp(date, datetime.timezone.utc)
+    if date.tzinfo is None:
+        return date.replace(tzinfo=datetime.timezone.utc)
+    return date
 
 
 class Locale:
@@ -274,15 +300,14 @@ class Locale:
             return locale
         if code not in _supported_locales:
             raise ValueError(f"unsupported locale {code!r}; use get() to pick the closest one")
-        translations = _translations.get(code)
-        if translations is None:
-            locale = CSVLocale(code, {})
-        elif _use_gettext:
-            locale = GettextLocale(code, translations)
+        table = _translations.get(code)
+        made: Locale
+        if table is not None and _use_gettext:
+            made = GettextLocale(code, table)
         else:
-            locale = CSVLocale(code, translations)
-        cls._cache[code] = locale
-        return locale
+            # The default locale may have no file of its own: it speaks messages as written.
+            made = CSVLocale(code, table or {})
+        return cls._cache.setdefault(code, made)
 
     def __init__(self, code: str) -> None:
         self.code = code
@@ -324,66 +349,50 @@ class Locale:
         ``gmt_offset`` is the viewer's offset from UTC in minutes (UTC minus local time).
         Dates in the future are shown in full.
         """
-        if isinstance(date, (int, float)):
-            date = datetime.datetime.fromtimestamp(date, datetime.timezone.utc)
-        if date.tzinfo is None:
-            date = date.replace(tzinfo=datetime.timezone.utc)
+        moment = _aware_utc(date)
         now = datetime.datetime.now(datetime.timezone.utc)
-        if date > now:
-            if relative and (date - now).total_seconds() < 60:
-                # Clock skew of a few seconds: treat it as just now.
-                date = now
+        if moment > now:
+            # A few seconds ahead is clock skew between machines: "just now". Further
+            # ahead, relative words ("ago", "yesterday") would be wrong.
+            if relative and (moment - now).total_seconds() < 60:
+                moment = now
             else:
                 full_format = True
-        offset = datetime.timedelta(minutes=gmt_offset)
-        local_date = date - offset
-        local_now = now - offset
-        elapsed = now - date
-        days, seconds = elapsed.days, elapsed.seconds
-        _ = self.translate
-
-        pattern: Optional[str] = None
-        if not full_format:
-            if relative and days == 0:
-                if seconds < 50:
-                    return _("1 second ago", "%(seconds)d seconds ago", seconds) % {
-                        "seconds": seconds
-                    }
-                if seconds < 50 * 60:
-                    minutes = round(seconds / 60.0)
-                    return _("1 minute ago", "%(minutes)d minutes ago", minutes) % {
-                        "minutes": minutes
-                    }
-                hours = round(seconds / 3600.0)
-                return _("1 hour ago", "%(hours)d hours ago", hours) % {"hours": hours}
-            yesterday = local_now - datetime.timedelta(hours=24)
-            if days == 0:
-                pattern = _("%(time)s")
-            elif days == 1 and relative and local_date.day == yesterday.day:
-                pattern = _("yesterday") if shorter else _("yesterday at %(time)s")
-            elif days < 5:
-                pattern = _("%(weekday)s") if shorter else _("%(weekday)s at %(time)s")
-            elif days < 334:
-                # Under eleven months the year is implied; later the same month of last
-                # year would be ambiguous.
-                pattern = (
-                    _("%(month_name)s %(day)s")
-                    if shorter
-                    else _("%(month_name)s %(day)s at %(time)s")
-                )
-        if pattern is None:
-            pattern = (
-                _("%(month_name)s %(day)s, %(year)s")
-                if shorter
-                else _("%(month_name)s %(day)s, %(year)s at %(time)s")
-            )
-        return pattern % {
-            "month_name": self._months[local_date.month - 1],
-            "weekday": self._weekdays[local_date.weekday()],
-            "day": str(local_date.day),
-            "year": str(local_date.year),
-            "time": self._clock_time(local_date),
+        age = now - moment
+        if relative and not full_format and age.days == 0:
+            return self._time_ago(age.seconds)
+        shift = datetime.timedelta(minutes=gmt_offset)
+        local, local_now = moment - shift, now - shift
+        if full_format:
+            style = "full"
+        elif age.days == 0:
+            style = "time"
+        elif age.days == 1 and relative and (local_now - _ONE_DAY).day == local.day:
+            style = "yesterday"
+        elif age.days < 5:
+            style = "weekday"
+        elif age.days < 334:
+            # The year goes unsaid under eleven months; at twelve, "March 3" could mean
+            # either of two years.
+            style = "month_day"
+        else:
+            style = "full"
+        short, long = _DATE_STYLES[style]
+        return self.translate(short if shorter else long) % {
+            "month_name": self._months[local.month - 1],
+            "weekday": self._weekdays[local.weekday()],
+            "day": str(local.day),
+            "year": str(local.year),
+            "time": self._clock_time(local),
         }
+
+    def _time_ago(self, seconds: int) -> str:
+        """"N seconds/minutes/hours ago" for an age under a day."""
+        for below, unit, singular, plural, key in _AGO_UNITS:
+            if below is None or seconds < below:
+                amount = round(seconds / unit)
+                return self.translate(singular, plural, amount) % {key: amount}
+        raise AssertionError("the last unit has no upper bound")
 
     def _clock_time(self, moment: datetime.datetime) -> str:
         hour, minute = moment.hour, moment.minute
@@ -438,6 +447,12 @@ class Locale:
         return f"{sign}{int(whole):,}{dot}{fraction}"
 
 
+def _needs_count(count: Optional[int], method: str) -> int:
+    if count is None:
+        raise ValueError(f"{method}() with a plural message needs a count")
+    return count
+
+
 class CSVLocale(Locale):
     """A locale whose translations come from a CSV file (no message contexts)."""
 
@@ -448,25 +463,21 @@ class CSVLocale(Locale):
     def translate(
         self, message: str, plural_message: Optional[str] = None, count: Optional[int] = None
     ) -> str:
-        if plural_message is not None:
-            if count is None:
-                raise ValueError("translate() with a plural message needs a count")
-            if count != 1:
-                table = self.translations.get("plural", {})
-                message = plural_message
-            else:
-                table = self.translations.get("singular", {})
+        # A CSV row says which form it translates; rows that say nothing are "unknown".
+        if plural_message is None:
+            form = "unknown"
+        elif _needs_count(count, "translate") == 1:
+            form = "singular"
         else:
-            table = self.translations.get("unknown", {})
-        return table.get(message, message)
+            form, message = "plural", plural_message
+        return self.translations.get(form, {}).get(message, message)
 
     def pgettext(
-        self,
-        context: str,
-        message: str,
-        plural_message: Optional[str] = None,
-        count: Optional[int] = None,
+        self, context: str, message: str,
+        plural_message: Optional[str] = None, count: Optional[int] = None,
     ) -> str:
+        # CSV files have no column for a context; it is dropped, with a word in the log
+        # when there are translations it might have chosen between.
         if self.translations:
             _log.warning("pgettext is not supported by CSVLocale; context %r ignored", context)
         return self.translate(message, plural_message, count)
@@ -476,40 +487,33 @@ class GettextLocale(Locale):
     """A locale backed by a ``gettext`` translations object."""
 
     def __init__(self, code: str, translations: gettext.NullTranslations) -> None:
-        self.ngettext = translations.ngettext
+        # Locale.__init__ translates the month and day names, so these come first.
         self.gettext = translations.gettext
-        # Set before Locale.__init__, which translates month and day names.
+        self.ngettext = translations.ngettext
         super().__init__(code)
 
     def translate(
         self, message: str, plural_message: Optional[str] = None, count: Optional[int] = None
     ) -> str:
-        if plural_message is not None:
-            if count is None:
-                raise ValueError("translate() with a plural message needs a count")
-            return self.ngettext(message, plural_message, count)
-        return self.gettext(message)
+        if plural_message is None:
+            return self.gettext(message)
+        return self.ngettext(message, plural_message, _needs_count(count, "translate"))
 
     def pgettext(
-        self,
-        context: str,
-        message: str,
-        plural_message: Optional[str] = None,
-        count: Optional[int] = None,
+        self, context: str, message: str,
+        plural_message: Optional[str] = None, count: Optional[int] = None,
     ) -> str:
         """Translate ``message`` in ``context``; falls back to the context-free message.
 
         Catalog keys are ``context + CONTEXT_SEPARATOR + message`` (gettext's msgctxt).
         """
-        prefix = context + CONTEXT_SEPARATOR
-        if plural_message is not None:
-            if count is None:
-                raise ValueError("pgettext() with a plural message needs a count")
-            result = self.ngettext(prefix + message, prefix + plural_message, count)
-            if CONTEXT_SEPARATOR in result:
-                result = self.ngettext(message, plural_message, count)
-            return result
-        result = self.gettext(prefix + message)
-        if CONTEXT_SEPARATOR in result:
-            result = message
-        return result
+        key = context + CONTEXT_SEPARATOR
+        if plural_message is None:
+            found = self.gettext(key + message)
+            # gettext answers a missing key with the key itself, separator included.
+            return message if CONTEXT_SEPARATOR in found else found
+        n = _needs_count(count, "pgettext")
+        found = self.ngettext(key + message, key + plural_message, n)
+        if CONTEXT_SEPARATOR in found:
+            return self.ngettext(message, plural_message, n)
+        return found

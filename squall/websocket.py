@@ -20,7 +20,7 @@ import sys
 import time
 import warnings
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from squall import _lifecycle, httputil, simple_httpclient
@@ -105,28 +105,19 @@ def de_dupe_gen_log(level: int, message: str) -> None:
     gen_log.log(level, message)
 
 
-class _WebSocketParams:
-    __slots__ = (
-        "ping_interval",
-        "ping_timeout",
-        "max_message_size",
-        "compression_options",
-        "max_write_buffer_size",
-    )
+class _WebSocketParams(NamedTuple):
+    """The limits and options one connection runs with (server and client sides alike)."""
 
-    def __init__(
-        self,
-        ping_interval: float | None = None,
-        ping_timeout: float | None = None,
-        max_message_size: int = _default_max_message_size,
-        compression_options: dict[str, Any] | None = None,
-        max_write_buffer_size: int | None = _default_max_write_buffer_size,
-    ) -> None:
-        self.ping_interval = ping_interval
-        self.ping_timeout = ping_timeout
-        self.max_message_size = max_message_size
-        self.compression_options = compression_options
-        self.max_write_buffer_size = max_write_buffer_size
+    max_message_size: int = _default_max_message_size
+    # None leaves the write buffer unbounded.
+    max_write_buffer_size: int | None = _default_max_write_buffer_size
+    # None refuses permessage-deflate; a dict (possibly empty) allows it.
+    compression_options: dict[str, Any] | None = None
+    ping_interval: float | None = None
+    ping_timeout: float | None = None
+
+
+_MessageCallback = Callable[[None | str | bytes], None]
 
 
 def _header_tokens(value: str | None) -> list[str]:
@@ -165,7 +156,7 @@ class WebSocketHandler(RequestHandler):
         self.close_reason: str | None = None
         self.open_args: tuple[Any, ...] = ()
         self.open_kwargs: dict[str, Any] = {}
-        self._on_close_called = False
+        self._close_reported = False
 
     async def get(self, *args: Any, **kwargs: Any) -> None:
         """Validate the upgrade request and switch the connection to WebSocket."""
@@ -318,30 +309,31 @@ class WebSocketHandler(RequestHandler):
         self.ws_connection.set_nodelay(value)
 
     def on_connection_close(self) -> None:
-        if self.ws_connection is not None:
-            connection = self.ws_connection
-            self.ws_connection = None
+        # Reached from the HTTP layer (the client left before the upgrade) and from the
+        # protocol (the WebSocket ended); either way on_close runs exactly once.
+        connection, self.ws_connection = self.ws_connection, None
+        if connection is not None:
             connection.on_connection_close()
-        if not self._on_close_called:
-            self._on_close_called = True
-            self.on_close()
+        if self._close_reported:
+            return
+        self._close_reported = True
+        self.on_close()
 
     def on_ws_connection_close(
         self, close_code: int | None = None, close_reason: str | None = None
     ) -> None:
-        self.close_code = close_code
-        self.close_reason = close_reason
+        self.close_code, self.close_reason = close_code, close_reason
         self.on_connection_close()
 
     def get_websocket_protocol(self) -> WebSocketProtocol | None:
+        settings = self.settings
+        limit = settings.get("websocket_max_write_buffer_size", _default_max_write_buffer_size)
         params = _WebSocketParams(
-            ping_interval=self.ping_interval,
-            ping_timeout=self.ping_timeout,
-            max_message_size=self.max_message_size,
-            compression_options=self.get_compression_options(),
-            max_write_buffer_size=self.settings.get(
-                "websocket_max_write_buffer_size", _default_max_write_buffer_size
-            ),
+            self.max_message_size,
+            limit,
+            self.get_compression_options(),
+            self.ping_interval,
+            self.ping_timeout,
         )
         return WebSocketProtocol13(self, False, params)
 
@@ -487,7 +479,8 @@ class WebSocketProtocol(abc.ABC):
         """Toggle TCP_NODELAY."""
 
 
-def _log_callback_failure(future: asyncio.Future[Any]) -> BaseException | None:
+def _failure_of(future: asyncio.Future[Any]) -> BaseException | None:
+    """What a finished callback future failed with (a cancellation counts), or None."""
     if future.cancelled():
         return asyncio.CancelledError()
     return future.exception()
@@ -510,7 +503,8 @@ class WebSocketProtocol13(WebSocketProtocol):
         "close_reason",
         "_reader",
         "_writer",
-        "_selected_subprotocol",
+        # A plain slot fulfils the abstract property: nothing to compute on access.
+        "selected_subprotocol",
         "_loop",
         "_written",
         "_blocked",
@@ -534,7 +528,7 @@ class WebSocketProtocol13(WebSocketProtocol):
         self.close_reason: str | None = None
         self._reader: MessageReader | None = None
         self._writer = MessageWriter(mask_outgoing=mask_outgoing)
-        self._selected_subprotocol: str | None = None
+        self.selected_subprotocol: str | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._written: asyncio.Future[None] | None = None
         self._blocked = False
@@ -572,14 +566,6 @@ class WebSocketProtocol13(WebSocketProtocol):
         """The ``Sec-WebSocket-Accept`` answer to a ``Sec-WebSocket-Key``."""
         return _compute_accept_value(key)
 
-    @property
-    def selected_subprotocol(self) -> str | None:
-        return self._selected_subprotocol
-
-    @selected_subprotocol.setter
-    def selected_subprotocol(self, value: str | None) -> None:
-        self._selected_subprotocol = value
-
     # -- opening -------------------------------------------------------------------------
 
     async def accept_connection(self, handler: WebSocketHandler) -> None:
@@ -595,7 +581,7 @@ class WebSocketProtocol13(WebSocketProtocol):
             if selected not in offered:
                 raise ValueError(f"select_subprotocol returned {selected!r}, which was not offered")
             handler.set_header("Sec-WebSocket-Protocol", selected)
-            self._selected_subprotocol = selected
+            self.selected_subprotocol = selected
         deflate: DeflateParameters | None = None
         negotiated = server_negotiate_deflate(
             _joined_header(request_headers, "Sec-WebSocket-Extensions"),
@@ -623,8 +609,7 @@ class WebSocketProtocol13(WebSocketProtocol):
             if result is not None:
                 await result
         except (Exception, asyncio.CancelledError):
-            handler.log_exception(*sys.exc_info())
-            self._abort()
+            self._callback_failed(*sys.exc_info())
             return
         self._start_reading()
 
@@ -702,26 +687,24 @@ class WebSocketProtocol13(WebSocketProtocol):
         """Dispatch one message or control frame; a Future when the handler is still busy."""
         if self.client_terminated:
             return None
+        handler = self.handler
         if opcode == OPCODE_TEXT or opcode == OPCODE_BINARY:
             if self.server_terminated:
-                # We already said goodbye; the application wants nothing more.
+                # Once our close frame is out, the application wants no more messages.
                 return None
-            # _run_callback, inlined for the hot path.
+            # What _invoke does, spelled out: this is the per-message path.
             try:
-                result = self.handler.on_message(data)
+                outcome = handler.on_message(data)
             except (Exception, asyncio.CancelledError):
-                self.handler.log_exception(*sys.exc_info())
-                self._abort()
+                self._callback_failed(*sys.exc_info())
                 return None
-            if result is None:
-                return None
-            return self._wait_for_result(result)
+            return None if outcome is None else self._wait_for_result(outcome)
         if opcode == OPCODE_PING:
             self._send_pong(data)
-            return self._run_callback(self.handler.on_ping, data)
+            return self._invoke(handler.on_ping, data)
         if opcode == OPCODE_PONG:
             self._ping_outstanding_since = None
-            return self._run_callback(self.handler.on_pong, data)
+            return self._invoke(handler.on_pong, data)
         if opcode == OPCODE_CLOSE:
             self.client_terminated = True
             self.close_code, self.close_reason = decode_close_payload(data)
@@ -729,16 +712,22 @@ class WebSocketProtocol13(WebSocketProtocol):
             self.close(self.close_code)
         return None
 
-    def _run_callback(self, callback: Callable[..., Any], *args: Any) -> asyncio.Future[Any] | None:
+    def _invoke(self, callback: Callable[[Any], Any], data: Any) -> asyncio.Future[Any] | None:
+        """Call an application callback; a Future while a coroutine it returned runs.
+
+        A callback that raises is the application's bug: it is logged and the connection
+        dropped, as no later message could be handled in a known state.
+        """
         try:
-            result = callback(*args)
+            outcome = callback(data)
         except (Exception, asyncio.CancelledError):
-            self.handler.log_exception(*sys.exc_info())
-            self._abort()
+            self._callback_failed(*sys.exc_info())
             return None
-        if result is None:
-            return None
-        return self._wait_for_result(result)
+        return None if outcome is None else self._wait_for_result(outcome)
+
+    def _callback_failed(self, typ: Any, value: Any, tb: Any) -> None:
+        self.handler.log_exception(typ, value, tb)
+        self._abort()
 
     def _wait_for_result(self, result: Any) -> asyncio.Future[Any] | None:
         """A Future to wait for before the next message; None if ``result`` is done."""
@@ -755,10 +744,9 @@ class WebSocketProtocol13(WebSocketProtocol):
         return future
 
     def _check_callback_result(self, future: asyncio.Future[Any]) -> None:
-        error = _log_callback_failure(future)
+        error = _failure_of(future)
         if error is not None:
-            self.handler.log_exception(type(error), error, error.__traceback__)
-            self._abort()
+            self._callback_failed(type(error), error, error.__traceback__)
 
     # -- sending -------------------------------------------------------------------------
 
@@ -1019,13 +1007,11 @@ class WebSocketClientConnection(simple_httpclient._HTTPConnection):
     def __init__(
         self,
         request: HTTPRequest,
-        on_message_callback: Callable[[None | str | bytes], None] | None = None,
+        on_message_callback: _MessageCallback | None = None,
         compression_options: dict[str, Any] | None = None,
-        ping_interval: float | None = None,
-        ping_timeout: float | None = None,
+        ping_interval: float | None = None, ping_timeout: float | None = None,
         max_message_size: int = _default_max_message_size,
-        subprotocols: list[str] | None = None,
-        resolver: Any = None,
+        subprotocols: list[str] | None = None, resolver: Any = None,
     ) -> None:
         # The HTTP exchange here is a single upgrade request, so the general-purpose
         # connection machinery of the base class is not started.
@@ -1060,10 +1046,10 @@ class WebSocketClientConnection(simple_httpclient._HTTPConnection):
         self.key = new_key()
         self.protocol: WebSocketProtocol13 | None = None
         self.params = _WebSocketParams(
+            max_message_size,
+            compression_options=compression_options,
             ping_interval=ping_interval,
             ping_timeout=ping_timeout,
-            max_message_size=max_message_size,
-            compression_options=compression_options,
         )
         self.close_code: int | None = None
         self.close_reason: str | None = None
@@ -1234,7 +1220,7 @@ class WebSocketClientConnection(simple_httpclient._HTTPConnection):
             except ValueError as error:
                 raise WebSocketError(str(error))
         protocol = self.get_websocket_protocol()
-        protocol._selected_subprotocol = subprotocol
+        protocol.selected_subprotocol = subprotocol
         assert self.stream is not None
         protocol._attach(self.stream, deflate)
         self.protocol = protocol
@@ -1354,14 +1340,12 @@ class WebSocketClientConnection(simple_httpclient._HTTPConnection):
     def on_ws_connection_close(
         self, close_code: int | None = None, close_reason: str | None = None
     ) -> None:
-        self.close_code = close_code
-        self.close_reason = close_reason
+        self.close_code, self.close_reason = close_code, close_reason
         self.on_connection_close()
 
     def on_connection_close(self) -> None:
-        if not self.connect_future.done():
-            self.connect_future.set_exception(StreamClosedError())
-            self.connect_future.exception()
+        # A close before the handshake finished fails the pending websocket_connect.
+        self._fail_connect(StreamClosedError())
         self._closed = True
         self._deliver_close()
         self.tcp_client.close()
@@ -1383,13 +1367,11 @@ def websocket_connect(
     url: str | HTTPRequest,
     callback: Callable[[asyncio.Future[WebSocketClientConnection]], None] | None = None,
     connect_timeout: float | None = None,
-    on_message_callback: Callable[[None | str | bytes], None] | None = None,
+    on_message_callback: _MessageCallback | None = None,
     compression_options: dict[str, Any] | None = None,
-    ping_interval: float | None = None,
-    ping_timeout: float | None = None,
+    ping_interval: float | None = None, ping_timeout: float | None = None,
     max_message_size: int = _default_max_message_size,
-    subprotocols: list[str] | None = None,
-    resolver: Any = None,
+    subprotocols: list[str] | None = None, resolver: Any = None,
 ) -> Awaitable[WebSocketClientConnection]:
     """Open a client WebSocket to ``url`` (a ws:// or wss:// URL, or an HTTPRequest).
 
@@ -1397,22 +1379,17 @@ def websocket_connect(
     ``read_message`` or, if given, ``on_message_callback`` (None marks the close).
     ``compression_options`` (a dict, possibly empty) asks for permessage-deflate.
     """
-    if isinstance(url, HTTPRequest):
-        assert connect_timeout is None
-        request = url
-        request.headers = httputil.HTTPHeaders(request.headers)
+    if not isinstance(url, HTTPRequest):
+        url = HTTPRequest(url, connect_timeout=connect_timeout)
     else:
-        request = HTTPRequest(url, connect_timeout=connect_timeout)
-    proxied = _RequestProxy(request, HTTPRequest._DEFAULTS)
+        assert connect_timeout is None, "connect_timeout belongs on the HTTPRequest"
+        # The caller may have given a plain dict; the handshake adds to a copy of its own.
+        url.headers = httputil.HTTPHeaders(url.headers)
+    # Options the request leaves unset read as HTTPRequest's defaults.
+    request: Any = _RequestProxy(url, HTTPRequest._DEFAULTS)
     connection = WebSocketClientConnection(
-        proxied,  # type: ignore[arg-type]
-        on_message_callback=on_message_callback,
-        compression_options=compression_options,
-        ping_interval=ping_interval,
-        ping_timeout=ping_timeout,
-        max_message_size=max_message_size,
-        subprotocols=subprotocols,
-        resolver=resolver,
+        request, on_message_callback, compression_options, ping_interval, ping_timeout,
+        max_message_size, subprotocols, resolver,
     )
     if callback is not None:
         IOLoop.current().add_future(connection.connect_future, callback)

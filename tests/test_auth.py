@@ -283,3 +283,69 @@ class SignatureVersionsTest(AsyncHTTPTestCase):
             self.assertEqual(parameters["oauth_token"], "tk")
             self.assertNotIn("q", parameters)
             self.assertEqual(len(base64.b64decode(parameters["oauth_signature"])), 20)
+
+
+class OutOfBandLogin(RequestHandler, TwitterMixin):
+    """Twitter against the fake provider, with the request flow chosen by the query."""
+
+    def initialize(self, test: AsyncHTTPTestCase) -> None:
+        self._OAUTH_REQUEST_TOKEN_URL = test.get_url("/provider/request_token")
+        self._OAUTH_AUTHORIZE_URL = test.get_url("/provider/authorize")
+        self._OAUTH_AUTHENTICATE_URL = test.get_url("/provider/authenticate")
+
+    async def get(self) -> None:
+        flow = self.get_argument("flow")
+        if flow == "oob":
+            await self.authorize_redirect(callback_uri="oob")
+        elif flow == "authenticate":
+            await self.authenticate_redirect(callback_uri="/back")
+        elif flow == "no-callbacks":
+            self._OAUTH_NO_CALLBACKS = True
+            try:
+                await self.authorize_redirect(callback_uri="/back")
+            except Exception as error:
+                self.finish(str(error))
+        else:
+            try:
+                await self.get_authenticated_user()
+            except AuthError as error:
+                self.set_status(403)
+                self.finish(str(error))
+
+
+class OAuth1FlowVariantsTest(AsyncHTTPTestCase):
+    def get_app(self) -> Application:
+        return Application(
+            [
+                ("/provider/request_token", ProviderRequestToken),
+                ("/login", OutOfBandLogin, {"test": self}),
+            ],
+            twitter_consumer_key="consumer",
+            twitter_consumer_secret="consumer-secret",
+        )
+
+    def test_out_of_band_shows_the_link_instead_of_redirecting(self) -> None:
+        response = self.fetch("/login?flow=oob", follow_redirects=False)
+        self.assertEqual(response.code, 200)
+        self.assertTrue(response.body.endswith(b"/provider/authorize?oauth_token=reqkey"))
+        self.assertIn("_oauth_request_token=", response.headers["Set-Cookie"])
+
+    def test_authenticate_page_gets_no_callback(self) -> None:
+        response = self.fetch("/login?flow=authenticate", follow_redirects=False)
+        self.assertEqual(response.code, 302)
+        self.assertTrue(
+            response.headers["Location"].endswith("/provider/authenticate?oauth_token=reqkey")
+        )
+
+    def test_services_without_callbacks_refuse_one(self) -> None:
+        response = self.fetch("/login?flow=no-callbacks")
+        self.assertEqual(response.body, b"This service does not support oauth_callback")
+
+    def test_malformed_request_token_cookie(self) -> None:
+        for cookie in ("onlyonehalf", "a|b|c", "x|y"):
+            response = self.fetch(
+                "/login?flow=back&oauth_token=reqkey",
+                headers={"Cookie": "_oauth_request_token=" + cookie},
+            )
+            self.assertEqual(response.code, 403, cookie)
+            self.assertEqual(response.body, b"Malformed OAuth request token cookie")

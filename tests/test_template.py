@@ -595,3 +595,52 @@ def test_nesting_is_limited() -> None:
     short_chain = {f"t{index}.html": f"{{% include 't{index + 1}.html' %}}" for index in range(20)}
     short_chain["t20.html"] = "end"
     assert DictLoader(short_chain).load("t0.html").generate() == b"end"
+
+
+# Layering of the private package
+
+
+def _squall_imports(path: Path) -> List[str]:
+    import ast
+
+    names: List[str] = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.append(node.module)
+            names.extend(f"{node.module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Import):
+            names.extend(alias.name for alias in node.names)
+    return [name for name in names if name.startswith("squall")]
+
+
+def test_private_template_modules_import_one_way_only() -> None:
+    import squall._template
+
+    package = Path(squall._template.__file__).parent
+    order = ["parse", "runtime", "codegen", "compiled", "loaders"]
+    assert sorted(path.stem for path in package.glob("*.py")) == sorted(order + ["__init__"])
+    assert _squall_imports(package / "__init__.py") == []
+    for position, module in enumerate(order):
+        imported = _squall_imports(package / f"{module}.py")
+        # Not even under TYPE_CHECKING: ast.walk sees those imports too.
+        assert not any(name.startswith("squall.template") for name in imported), module
+        private = {
+            name.split(".")[2] for name in imported if name.startswith("squall._template.")
+        }
+        assert private <= set(order[:position]), (module, private)
+
+
+def test_names_of_the_facade_stay_importable() -> None:
+    import squall.template as facade
+
+    for name in (
+        "BaseLoader", "DictLoader", "Loader", "ParseError", "Template", "filter_whitespace",
+        "parse_template", "generate_function_source", "escape_html", "escape_with",
+        "make_custom_escaper", "missing_escaper", "raw_text", "text_from_filter",
+        "_SourceFile", "_DEFAULT_AUTOESCAPE", "_UnsetMarker", "_UNSET", "_MISSING",
+        "_to_bytes", "_custom_escape", "_BASE_NAMESPACE", "_resolve_escaper",
+        "_SourceProvider", "_TemplateSyntaxError", "_syntax_error", "_relative_name", "escape",
+    ):
+        assert hasattr(facade, name), name
+    for public in (BaseLoader, DictLoader, Loader, ParseError, Template, filter_whitespace):
+        assert public.__module__ == "squall.template"

@@ -7,12 +7,11 @@ tracebacks through a template point at the template position.
 
 from __future__ import annotations
 
-import functools
 import keyword
 import re
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Protocol, Tuple
 
-from squall._template_parse import (
+from squall._template.parse import (
     MAX_NESTING,
     ParseError,
     _Apply,
@@ -21,107 +20,29 @@ from squall._template_parse import (
     _Expression,
     _Include,
     _Node,
+    _Owner,
+    _SourceFile,
     _Statement,
     _Text,
 )
 
-if TYPE_CHECKING:
-    from squall.template import BaseLoader, Template
 
-_NEEDS_ESCAPE = re.compile("[&<>\"']").search
+class _Parsed(_Owner, Protocol):
+    """A template as code generation sees it: its name, autoescape and parsed file."""
 
-
-def escape_html(value: Any) -> str:
-    """The same text as ``xhtml_escape`` gives, for any value a template prints."""
-    kind = value.__class__
-    if kind is str:
-        # isalnum() answers at once for word-like values. Otherwise five substring
-        # tests (each a fast scan) and only the replacements needed cost less than a
-        # regex search followed by all five replacements. "&" goes first so that the
-        # entities added after it are not escaped again.
-        if value.isalnum():
-            return value  # type: ignore[no-any-return]
-        if "&" in value:
-            value = value.replace("&", "&amp;")
-        if "<" in value:
-            value = value.replace("<", "&lt;")
-        if ">" in value:
-            value = value.replace(">", "&gt;")
-        if '"' in value:
-            value = value.replace('"', "&quot;")
-        if "'" in value:
-            value = value.replace("'", "&#x27;")
-        return value  # type: ignore[no-any-return]
-    if kind is int or kind is float:
-        # Their text never holds a character that needs escaping.
-        return str(value)
-    if isinstance(value, str):
-        value = str.__str__(value)
-    elif isinstance(value, bytes):
-        value = value.decode("utf-8")
-    else:
-        value = str(value)
-    if _NEEDS_ESCAPE(value) is None:
-        return value  # type: ignore[no-any-return]
-    return _replace_specials(value)
+    file: _SourceFile
 
 
-def _replace_specials(value: str) -> str:
-    return (
-        value.replace("&", "&amp;")
-        .replace("<", "&lt;")
-        .replace(">", "&gt;")
-        .replace('"', "&quot;")
-        .replace("'", "&#x27;")
-    )
+class _Loader(Protocol):
+    """The loader calls code generation makes for ``{% include %}`` and ``{% extends %}``.
 
+    A ``_loading`` list of the names being compiled, if the loader keeps one, bounds the
+    nesting and catches cycles before they recurse.
+    """
 
-def raw_text(value: Any) -> str:
-    """A value printed without escaping; bytes survive the final encode unchanged."""
-    if value.__class__ is str:
-        return value  # type: ignore[no-any-return]
-    if isinstance(value, str):
-        return str.__str__(value)
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "surrogateescape")
-    return str(value)
+    def resolve_path(self, name: str, parent_path: Optional[str] = None) -> str: ...
 
-
-def text_from_filter(result: Any) -> str:
-    """The output of an ``{% apply %}`` function or custom escape function, as text."""
-    if isinstance(result, str):
-        return str.__str__(result)
-    if isinstance(result, bytes):
-        return result.decode("utf-8", "surrogateescape")
-    if result is None:
-        raise TypeError("template filter function returned None; expected str or bytes")
-    raise TypeError(f"Expected bytes, unicode, or None; got {type(result)!r}")
-
-
-def escape_with(function: Callable[[bytes], Any], value: Any) -> str:
-    """Run an application escape function: it gets UTF-8 bytes, as in Tornado."""
-    if isinstance(value, str):
-        data = value.encode("utf-8")
-    elif isinstance(value, bytes):
-        data = value
-    else:
-        data = str(value).encode("utf-8")
-    return text_from_filter(function(data))
-
-
-def make_custom_escaper(function: Callable[[bytes], Any]) -> Callable[[Any], str]:
-    """``escape_with`` bound to ``function``."""
-    return functools.partial(escape_with, function)
-
-
-def missing_escaper(name: str) -> Callable[[Any], str]:
-    """Stands for an undefined autoescape function; fails only if a value is printed."""
-
-    def run(value: Any) -> str:
-        raise NameError(f"name {name!r} is not defined (the template's autoescape function)")
-
-    return run
-
+    def load(self, name: str, parent_path: Optional[str] = None) -> _Parsed: ...
 
 _Origin = Tuple[str, int, str]
 
@@ -142,12 +63,12 @@ class _Emitter:
         "pieces",
     )
 
-    def __init__(self, owner: "Template", loader: Optional["BaseLoader"]) -> None:
+    def __init__(self, owner: _Owner, loader: Optional[_Loader]) -> None:
         self.loader = loader
         self.lines: List[str] = []
         self.origins: List[_Origin] = []
         self.indent = 1
-        self.owner = owner
+        self.owner: _Owner = owner
         self.via: List[Tuple[str, int]] = []
         self.named_blocks: Dict[str, _Block] = {}
         self.escape_locals: Dict[str, str] = {}
@@ -206,7 +127,7 @@ class _Emitter:
 
     # Loading other templates
 
-    def load(self, path: str, line: int, verb: str) -> "Template":
+    def load(self, path: str, line: int, verb: str) -> _Parsed:
         loader = self.loader
         if loader is None:
             raise ParseError(
@@ -352,7 +273,7 @@ def _is_rebound(name: str, statements: List[str]) -> bool:
 
 
 def generate_function_source(
-    template: "Template", loader: Optional["BaseLoader"]
+    template: _Parsed, loader: Optional[_Loader]
 ) -> Tuple[str, Tuple[Tuple[str, str], ...], List[_Origin]]:
     """Python source of ``_tt_execute`` for ``template``.
 

@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Dict, List, Optional, Tuple, Union
+from typing import Dict, List, Optional, Protocol, Tuple, Union
 
-if TYPE_CHECKING:
-    from squall.template import Template
+
+class _Owner(Protocol):
+    """What the parser needs of the template it parses (a ``Template``, in practice).
+
+    Nodes keep their owner so that code generation knows, for a block or include taken
+    from another file, which file's name and autoescape setting apply.
+    """
+
+    name: str
+    # {% autoescape %} changes it for the whole file.
+    autoescape: Optional[str]
 
 
 class ParseError(Exception):
@@ -21,8 +30,6 @@ class ParseError(Exception):
     def __str__(self) -> str:
         return "%s at %s:%d" % (self.message, self.filename, self.lineno)
 
-
-ParseError.__module__ = "squall.template"
 
 _BLANK_RUN = re.compile(r"[ \t]+")
 _RUN_WITH_NEWLINE = re.compile(r"\s*\n\s*")
@@ -40,8 +47,6 @@ def filter_whitespace(mode: str, text: str) -> str:
         return _ANY_WHITESPACE_RUN.sub(" ", text)
     raise ValueError(f"invalid whitespace mode {mode}")
 
-
-filter_whitespace.__module__ = "squall.template"
 
 
 # Nodes. Lines are 1-based positions of the tag (or text start) in the template.
@@ -99,7 +104,7 @@ class _Compound:
 class _Block:
     __slots__ = ("name", "line", "body", "owner")
 
-    def __init__(self, name: str, line: int, owner: "Template") -> None:
+    def __init__(self, name: str, line: int, owner: _Owner) -> None:
         self.name = name
         self.line = line
         self.body: List[_Node] = []
@@ -109,7 +114,7 @@ class _Block:
 class _Include:
     __slots__ = ("path", "line", "owner")
 
-    def __init__(self, path: str, line: int, owner: "Template") -> None:
+    def __init__(self, path: str, line: int, owner: _Owner) -> None:
         self.path = path
         self.line = line
         self.owner = owner
@@ -133,7 +138,7 @@ class _SourceFile:
     __slots__ = ("template", "body", "extends")
 
     def __init__(
-        self, template: "Template", body: List[_Node], extends: Optional[Tuple[str, int]]
+        self, template: _Owner, body: List[_Node], extends: Optional[Tuple[str, int]]
     ) -> None:
         self.template = template
         self.body = body
@@ -180,7 +185,7 @@ def _strip_quotes(value: str) -> str:
 class _Parser:
     __slots__ = ("template", "name", "whitespace", "root", "stack", "extends")
 
-    def __init__(self, template: "Template", whitespace: str) -> None:
+    def __init__(self, template: _Owner, whitespace: str) -> None:
         self.template = template
         self.name = template.name
         self.whitespace = whitespace
@@ -386,6 +391,6 @@ class _Parser:
         raise self.error(f"{operator} outside for or while loop", line)
 
 
-def parse_template(template: "Template", source: str, whitespace: str) -> _SourceFile:
+def parse_template(template: _Owner, source: str, whitespace: str) -> _SourceFile:
     """Parse ``source`` for ``template`` (whose ``autoescape`` directives may change)."""
     return _Parser(template, whitespace).parse(source)

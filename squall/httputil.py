@@ -412,6 +412,21 @@ def _new_morsel() -> http.cookies.Morsel:
     return morsel
 
 
+def _split_absolute_target(target: str) -> Optional[tuple[str, str]]:
+    """``(authority, origin-form target)`` for an absolute http(s) URI, else None."""
+    scheme, sep, rest = target.partition("://")
+    if scheme.lower() not in ("http", "https"):
+        return None
+    authority, slash, path = rest.partition("/")
+    query = ""
+    if not slash:
+        authority, question, query = authority.partition("?")
+        path = ("?" + query) if question else ""
+    if not authority or not _ABNF.host.fullmatch(authority):
+        return None  # (userinfo or junk: left as it came, so it routes nowhere)
+    return authority, "/" + path
+
+
 class HTTPServerRequest:
     """One HTTP request as an application sees it.
 
@@ -474,6 +489,12 @@ class HTTPServerRequest:
                 )
         if uri is None:
             raise TypeError("HTTPServerRequest needs a start_line (or a uri)")
+        if uri[:1] != "/" and "://" in uri:
+            # The absolute form (GET http://host/path HTTP/1.1), which servers must accept
+            # (RFC 9112 3.2.2): route on its path, and its authority replaces Host.
+            absolute = _split_absolute_target(uri)
+            if absolute is not None:
+                host, uri = absolute
         self.method = method
         self.uri = uri
         self.version = version

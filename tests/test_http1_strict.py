@@ -212,3 +212,39 @@ def test_http10_request_with_transfer_encoding_closes_even_after_keep_alive() ->
     received, seen = run(BAD_REQUESTS["te-in-http10"] + b"GET /second HTTP/1.0\r\n\r\n")
     assert status_lines(received) == [b"HTTP/1.1 400 Bad Request"]
     assert seen == []
+
+
+@pytest.mark.parametrize(
+    "target, expected",
+    [
+        (b"http://example.com/path?a=1", "GET /path ?a=1 example.com"),
+        (b"HTTP://example.com:8080/path", "GET /path ? example.com:8080"),
+        (b"https://example.com", "GET / ? example.com"),
+    ],
+)
+def test_absolute_form_targets_route_on_their_path_and_name_the_host(
+    target: bytes, expected: str
+) -> None:
+    from squall import web
+
+    class Show(web.RequestHandler):
+        def get(self) -> None:
+            query = "?" + self.request.query if self.request.query else "?"
+            self.write(f"{self.request.method} {self.request.path} {query} {self.request.host}")
+
+    async def go() -> bytes:
+        sockets = netutil.bind_sockets(0, "127.0.0.1")
+        server = HTTPServer(web.Application([(r"/.*", Show)]))
+        server.add_sockets(sockets)
+        reader, writer = await asyncio.open_connection("127.0.0.1", sockets[0].getsockname()[1])
+        # the Host field is ignored in favour of the target's authority (RFC 9112 3.2.2)
+        writer.write(b"GET " + target + b" HTTP/1.1\r\nHost: ignored\r\nConnection: close\r\n\r\n")
+        received = await asyncio.wait_for(reader.read(), 10)
+        writer.close()
+        server.stop()
+        await server.close_all_connections()
+        return received
+
+    received = asyncio.run(go())
+    assert received.startswith(b"HTTP/1.1 200 OK")
+    assert received.endswith(expected.encode())

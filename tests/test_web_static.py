@@ -211,7 +211,7 @@ def test_version_cache_is_bounded(static_dir):
 
 
 def test_parse_request_range():
-    from squall._web_static import _parse_request_range
+    from squall._web.static import _parse_request_range
 
     assert _parse_request_range("bytes=1-2") == (1, 3)
     assert _parse_request_range("bytes=-3") == (-3, None)

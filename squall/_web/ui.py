@@ -7,12 +7,10 @@ and inserts them once.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Union
+from typing import Any, Dict, Iterable, List, Optional, Union
 
 from squall import escape
-
-if TYPE_CHECKING:
-    from squall.web import RequestHandler
+from squall._web.handler import RequestHandler
 
 
 class UIModule:
@@ -126,84 +124,3 @@ class TemplateModule(UIModule):
 
     def html_body(self) -> str:
         return "".join(self._get_resources("html_body"))
-
-
-class _UIModuleNamespace:
-    """``modules.Name(...)`` in templates: renders the module for this handler."""
-
-    def __init__(self, handler: "RequestHandler", ui_modules: Dict[str, type]) -> None:
-        self.handler = handler
-        self.ui_modules = ui_modules
-
-    def __getitem__(self, key: str) -> Callable[..., Any]:
-        return self.handler._ui_module(key, self.ui_modules[key])
-
-    def __getattr__(self, key: str) -> Callable[..., Any]:
-        try:
-            return self[key]
-        except KeyError as error:
-            raise AttributeError(str(error))
-
-
-def _as_file_list(part: Any) -> List[str]:
-    if isinstance(part, (str, bytes)):
-        return [escape.to_unicode(part)]  # type: ignore[list-item]
-    return list(part)
-
-
-def _insert_before(html: bytes, marker: bytes, insert: bytes, last: bool) -> bytes:
-    position = html.rindex(marker) if last else html.index(marker)
-    return html[:position] + insert + b"\n" + html[position:]
-
-
-def collect_module_resources(handler: "RequestHandler", html: bytes) -> bytes:
-    """Insert the CSS, JavaScript and head/body markup the page's UI modules asked for."""
-    modules = handler._active_modules
-    if not modules:
-        return html
-    js_embed: List[bytes] = []
-    js_files: List[str] = []
-    css_embed: List[bytes] = []
-    css_files: List[str] = []
-    html_heads: List[bytes] = []
-    html_bodies: List[bytes] = []
-    for module in modules.values():
-        part: Any = module.embedded_javascript()
-        if part:
-            js_embed.append(escape.utf8(part))
-        part = module.javascript_files()
-        if part:
-            js_files.extend(_as_file_list(part))
-        part = module.embedded_css()
-        if part:
-            css_embed.append(escape.utf8(part))
-        part = module.css_files()
-        if part:
-            css_files.extend(_as_file_list(part))
-        part = module.html_head()
-        if part:
-            html_heads.append(escape.utf8(part))
-        part = module.html_body()
-        if part:
-            html_bodies.append(escape.utf8(part))
-    if js_files:
-        html = _insert_before(
-            html, b"</body>", escape.utf8(handler.render_linked_js(js_files)), True
-        )
-    if js_embed:
-        html = _insert_before(
-            html, b"</body>", escape.utf8(handler.render_embed_js(js_embed)), True
-        )
-    if css_files:
-        html = _insert_before(
-            html, b"</head>", escape.utf8(handler.render_linked_css(css_files)), False
-        )
-    if css_embed:
-        html = _insert_before(
-            html, b"</head>", escape.utf8(handler.render_embed_css(css_embed)), False
-        )
-    if html_heads:
-        html = _insert_before(html, b"</head>", b"".join(html_heads), False)
-    if html_bodies:
-        html = _insert_before(html, b"</body>", b"".join(html_bodies), False)
-    return html

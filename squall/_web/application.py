@@ -1,7 +1,4 @@
-"""Application: the rule table of a web app, and the delegate that runs one handler.
-
-Part of :mod:`squall.web` (import that module, which loads this one).
-"""
+"""Application: the rule table of a web app, and the delegate that runs one handler."""
 
 from __future__ import annotations
 
@@ -13,10 +10,11 @@ import types
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Dict, List, Optional, Type, Union
 
 from squall import httputil
-from squall._web_handlers import ErrorHandler
-from squall._web_static import StaticFileHandler
-from squall._web_transforms import GZipContentEncoding, OutputTransform
-from squall._web_ui import TemplateModule, UIModule, _linkify, _xsrf_form_html
+from squall._web.handler import RequestHandler, _has_stream_request_body
+from squall._web.handlers import ErrorHandler
+from squall._web.static import StaticFileHandler
+from squall._web.transforms import GZipContentEncoding, OutputTransform
+from squall._web.ui import TemplateModule, UIModule, _linkify, _xsrf_form_html
 from squall.log import access_log
 from squall.routing import (
     AnyMatches,
@@ -29,7 +27,6 @@ from squall.routing import (
     _parse_request_body,
     _RuleList,
 )
-from squall.web import RequestHandler, _has_stream_request_body
 
 if TYPE_CHECKING:
     from squall.httpserver import HTTPServer
@@ -138,7 +135,7 @@ class Application(ReversibleRouter):
             path = settings["static_path"]
             handlers = list(handlers or [])
             static_url_prefix = settings.get("static_url_prefix", "/static/")
-            static_handler_class = settings.get("static_handler_class", StaticFileHandler)
+            static_handler_class = self._static_handler_class()
             static_handler_args = settings.get("static_handler_args", {})
             static_handler_args["path"] = path
             for pattern in [
@@ -197,6 +194,10 @@ class Application(ReversibleRouter):
 
     def add_transform(self, transform_class: Type["OutputTransform"]) -> None:
         self.transforms.append(transform_class)
+
+    def _static_handler_class(self) -> Type[StaticFileHandler]:
+        # Read at each use: settings may change after the application is built.
+        return self.settings.get("static_handler_class", StaticFileHandler)
 
     def _load_ui_methods(self, methods: Any) -> None:
         if isinstance(methods, types.ModuleType):
@@ -377,8 +378,7 @@ class _HandlerDelegate(httputil.HTTPMessageDelegate):
                 for loader in RequestHandler._template_loaders.values():
                     loader.reset()
         if not settings.get("static_hash_cache", True):
-            static_handler_class = settings.get("static_handler_class", StaticFileHandler)
-            static_handler_class.reset()
+            application._static_handler_class().reset()
         request = self.request
         assert request is not None
         handler = self.handler_class(application, request, **self.handler_kwargs)

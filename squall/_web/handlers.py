@@ -1,7 +1,4 @@
-"""Ready-made handlers (errors, redirects, fallback) and the method decorators.
-
-Part of :mod:`squall.web` (import that module, which loads this one).
-"""
+"""Ready-made handlers (errors, redirects, fallback) and the method decorators."""
 
 from __future__ import annotations
 
@@ -11,7 +8,8 @@ import urllib.parse
 from typing import Any, Awaitable, Callable, List, Optional, Tuple
 
 from squall import httputil
-from squall.web import HTTPError, RequestHandler
+from squall._web.errors import HTTPError
+from squall._web.handler import RequestHandler
 
 
 def _is_protocol_relative(path: str) -> bool:

@@ -3,8 +3,6 @@
 Every path is checked twice before anything is read: the joined path must lie in the root
 (no ``..`` escape), and its real path, after symlinks, must lie in the root or in an
 ``allowed_symlink_directory``. Only regular files are served.
-
-Part of :mod:`squall.web` (import that module, which loads this one).
 """
 
 from __future__ import annotations
@@ -20,11 +18,10 @@ import threading
 import urllib.parse
 from typing import Any, Dict, Generator, List, Optional, Tuple, Union
 
-from squall import web
-from squall._web_handlers import _is_protocol_relative
+from squall._web.errors import HTTPError
+from squall._web.handler import RequestHandler
+from squall._web.handlers import _is_protocol_relative
 from squall.log import gen_log
-
-HTTPError = web.HTTPError
 
 
 def _parse_request_range(range_header: str) -> Optional[Tuple[Optional[int], Optional[int]]]:
@@ -63,7 +60,7 @@ def _inside(path: str, directory: str) -> bool:
     return (path + os.path.sep).startswith(directory)
 
 
-class StaticFileHandler(web.RequestHandler):
+class StaticFileHandler(RequestHandler):
     """Serves static files from the directory given as ``path``.
 
     Set up automatically by the ``static_path`` setting, or add it to the handlers with a

@@ -22,30 +22,29 @@ class HTTPError(Exception):
         *args: Any,
         **kwargs: Any,
     ) -> None:
+        super().__init__(*args)  # (keeps the format arguments as self.args)
         self.status_code = status_code
+        self.reason: Optional[str] = kwargs.get("reason")
         self._log_message = log_message
-        self.args = args
-        self.reason = kwargs.get("reason", None)
 
     @property
     def log_message(self) -> Optional[str]:
-        """The log message with its arguments substituted."""
-        return self.get_message()
+        """The message as given, still to be %-formatted with ``args``."""
+        template = self._log_message
+        if not template or self.args:
+            return template
+        # Without arguments the text is final; doubling any % keeps it so when formatted.
+        return template.replace("%", "%%")
 
     def get_message(self) -> Optional[str]:
-        if self._log_message and self.args:
-            return self._log_message % self.args
-        return self._log_message
+        """The log message with its arguments substituted."""
+        template = self._log_message
+        return template % self.args if template and self.args else template
 
     def __str__(self) -> str:
-        message = "HTTP %d: %s" % (
-            self.status_code,
-            self.reason or _RESPONSES.get(self.status_code, "Unknown"),
-        )
-        log_message = self.get_message()
-        if log_message:
-            return message + " (" + log_message + ")"
-        return message
+        phrase = self.reason or _RESPONSES.get(self.status_code, "Unknown")
+        detail = self.get_message()
+        return "HTTP %d: %s%s" % (self.status_code, phrase, f" ({detail})" if detail else "")
 
 
 class Finish(Exception):
@@ -58,5 +57,5 @@ class MissingArgumentError(HTTPError):
     (a 400 Bad Request)."""
 
     def __init__(self, arg_name: str) -> None:
-        super().__init__(400, "Missing argument %s" % arg_name)
+        super().__init__(400, f"Missing argument {arg_name}")
         self.arg_name = arg_name

@@ -107,9 +107,12 @@ _ARG_DEFAULT: Any = _ArgDefaultMarker()
 _UNSET: Any = object()
 
 _SAFE_METHODS = frozenset(("GET", "HEAD", "OPTIONS"))
+_JSON_CONTENT_TYPE = "application/json; charset=UTF-8"
 # Handler attribute for each standard method (saves a lower() per request).
+# The verbs a handler answers unless it says otherwise (Tornado's documented
+# SUPPORTED_METHODS, in its order), each with its handler method's name.
 _METHOD_ATTRIBUTES = {
-    name: name.lower() for name in ("GET", "HEAD", "POST", "DELETE", "PATCH", "PUT", "OPTIONS")
+    verb: verb.lower() for verb in "GET HEAD POST DELETE PATCH PUT OPTIONS".split()
 }
 _SERVER_HEADER = "SquallServer/" + squall.version
 _RESPONSES = http.client.responses
@@ -193,6 +196,21 @@ _UNSAFE_HEADER_CHARS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _UNSAFE_REASON_CHARS = re.compile(r"[\x00-\x1f\x7f<>]")
 
 
+# Application settings passed on to a template.Loader, with the loader's name for each.
+_LOADER_OPTIONS = (("autoescape", "autoescape"), ("template_whitespace", "whitespace"))
+
+_PACKAGE_PREFIX = os.path.dirname(__file__) + os.sep
+
+
+def _calling_directory() -> str:
+    """The directory of the nearest caller outside this package: without a
+    ``template_path`` setting, templates live beside the code that renders them."""
+    frame = sys._getframe(1)
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE_PREFIX):
+        frame = frame.f_back
+    return os.path.dirname(frame.f_code.co_filename)
+
+
 class RequestHandler:
     """Base class for HTTP request handlers.
 
@@ -200,15 +218,7 @@ class RequestHandler:
     methods here are for them to call or override.
     """
 
-    SUPPORTED_METHODS: Tuple[str, ...] = (
-        "GET",
-        "HEAD",
-        "POST",
-        "DELETE",
-        "PATCH",
-        "PUT",
-        "OPTIONS",
-    )
+    SUPPORTED_METHODS: Tuple[str, ...] = tuple(_METHOD_ATTRIBUTES)
 
     _template_loaders: Dict[str, "BaseLoader"] = {}
     _template_loader_lock = threading.Lock()
@@ -363,12 +373,8 @@ class RequestHandler:
         elif isinstance(value, bytes):
             # Latin-1 maps every byte to one character, so bytes survive the round trip.
             text = value.decode("latin1")
-        elif isinstance(value, numbers.Integral):
-            return str(value)
-        elif isinstance(value, datetime.datetime):
-            return _format_timestamp(value)
         else:
-            raise TypeError("Unsupported header value %r" % value)
+            return _non_text_header_value(value)
         if _UNSAFE_HEADER_CHARS.search(text) is not None:
             raise ValueError("Unsafe header value %r" % text)
         return text
@@ -415,19 +421,13 @@ class RequestHandler:
     def _get_arguments(
         self, name: str, source: Dict[str, List[bytes]], strip: bool = True
     ) -> List[str]:
-        raw_values = source.get(name)
-        if not raw_values:
-            return []
-        values = []
-        for raw in raw_values:
-            value = self.decode_argument(raw, name=name)
-            if isinstance(value, str):
-                # Control characters other than whitespace have no business in form text.
-                value = self._remove_control_chars_regex.sub(" ", value)
-                if strip:
-                    value = value.strip()
-            values.append(value)
-        return values
+        decode = self.decode_argument
+        values = [decode(raw, name=name) for raw in source.get(name, ())]
+        # Control characters other than whitespace have no business in form text (an
+        # override that decodes to bytes keeps them).
+        control = self._remove_control_chars_regex
+        values = [control.sub(" ", v) if isinstance(v, str) else v for v in values]
+        return [v.strip() for v in values] if strip else values
 
     def decode_argument(self, value: bytes, name: Optional[str] = None) -> str:
         """Decode an argument (query, body or path) from bytes; override for another
@@ -499,6 +499,15 @@ class RequestHandler:
         for name in self.request.cookies:
             self.clear_cookie(name, **kwargs)
 
+    def _cookie_secret(self) -> Any:
+        # Every signed-cookie method starts here: without a secret there is nothing to
+        # sign or check with, which is a setup mistake worth saying so.
+        self.require_setting("cookie_secret", "secure cookies")
+        return self.application.settings["cookie_secret"]
+
+    def _incoming_cookie(self, name: str, value: Optional[str]) -> Optional[str]:
+        return self.get_cookie(name) if value is None else value
+
     def set_signed_cookie(
         self,
         name: str,
@@ -508,12 +517,8 @@ class RequestHandler:
         **kwargs: Any,
     ) -> None:
         """Set a cookie signed with the ``cookie_secret`` setting (readable, not secret)."""
-        self.set_cookie(
-            name,
-            self.create_signed_value(name, value, version=version),
-            expires_days=expires_days,
-            **kwargs,
-        )
+        signed = self.create_signed_value(name, value, version=version)
+        self.set_cookie(name, signed, expires_days=expires_days, **kwargs)
 
     set_secure_cookie = set_signed_cookie
 
@@ -521,13 +526,13 @@ class RequestHandler:
         self, name: str, value: Union[str, bytes], version: Optional[int] = None
     ) -> bytes:
         """Sign a value as :meth:`set_signed_cookie` would, for use elsewhere."""
-        self.require_setting("cookie_secret", "secure cookies")
-        secret = self.application.settings["cookie_secret"]
+        secret = self._cookie_secret()
+        # A dict of secrets is a key ring: new values are signed with the current key.
         key_version = None
         if isinstance(secret, dict):
-            if self.application.settings.get("key_version") is None:
+            key_version = self.application.settings.get("key_version")
+            if key_version is None:
                 raise Exception("key_version setting must be used for secret_key dicts")
-            key_version = self.application.settings["key_version"]
         return create_signed_value(secret, name, value, version=version, key_version=key_version)
 
     def get_signed_cookie(
@@ -538,15 +543,10 @@ class RequestHandler:
         min_version: Optional[int] = None,
     ) -> Optional[bytes]:
         """The value of a signed cookie, or None when absent, forged, truncated or expired."""
-        self.require_setting("cookie_secret", "secure cookies")
-        if value is None:
-            value = self.get_cookie(name)
+        secret = self._cookie_secret()
+        signed = self._incoming_cookie(name, value)
         return decode_signed_value(
-            self.application.settings["cookie_secret"],
-            name,
-            value,
-            max_age_days=max_age_days,
-            min_version=min_version,
+            secret, name, signed, max_age_days=max_age_days, min_version=min_version
         )
 
     get_secure_cookie = get_signed_cookie
@@ -555,12 +555,9 @@ class RequestHandler:
         self, name: str, value: Optional[str] = None
     ) -> Optional[int]:
         """The key version a signed cookie was made with."""
-        self.require_setting("cookie_secret", "secure cookies")
-        if value is None:
-            value = self.get_cookie(name)
-        if value is None:
-            return None
-        return get_signature_key_version(value)
+        self._cookie_secret()
+        signed = self._incoming_cookie(name, value)
+        return None if signed is None else get_signature_key_version(signed)
 
     get_secure_cookie_key_version = get_signed_cookie_key_version
 
@@ -593,8 +590,11 @@ class RequestHandler:
             self._write_buffer.append(chunk.encode("utf-8"))
             return
         if isinstance(chunk, dict):
-            # (A constant known to be a safe value: no need for set_header's checks.)
-            self._headers["Content-Type"] = "application/json; charset=UTF-8"
+            if type(self).set_header is _STOCK_SET_HEADER:
+                # A constant known to be safe: set_header's checks would find nothing.
+                self._headers["Content-Type"] = _JSON_CONTENT_TYPE
+            else:
+                self.set_header("Content-Type", _JSON_CONTENT_TYPE)
             self._write_buffer.append(escape.json_encode(chunk).encode("utf-8"))
             return
         message = "write() only accepts bytes, unicode, and dict objects"
@@ -652,38 +652,36 @@ class RequestHandler:
 
     def render_string(self, template_name: str, **kwargs: Any) -> bytes:
         """Render a template to bytes with the handler's namespace plus ``kwargs``."""
-        template_path = self.get_template_path()
-        if not template_path:
-            # Default to the directory of the module that called us.
-            frame = sys._getframe(0)
-            this_file = frame.f_code.co_filename
-            while frame.f_code.co_filename == this_file and frame.f_back is not None:
-                frame = frame.f_back
-            template_path = os.path.dirname(frame.f_code.co_filename)
-        with RequestHandler._template_loader_lock:
-            loader = RequestHandler._template_loaders.get(template_path)
-            if loader is None:
-                loader = self.create_template_loader(template_path)
-                RequestHandler._template_loaders[template_path] = loader
+        loader = self._loader_for(self.get_template_path() or _calling_directory())
         template = loader.load(template_name)
         namespace = self.get_template_namespace()
         namespace.update(kwargs)
         return template.generate(**namespace)
 
+    def _loader_for(self, template_path: str) -> "BaseLoader":
+        # Loaders are shared by every handler class, one per directory, so that compiled
+        # templates outlive the request that first needed them.
+        loaders = RequestHandler._template_loaders
+        with RequestHandler._template_loader_lock:
+            loader = loaders.get(template_path)
+            if loader is None:
+                loader = loaders[template_path] = self.create_template_loader(template_path)
+        return loader
+
     def get_template_namespace(self) -> Dict[str, Any]:
         """The names every template sees (override to add more)."""
         locale = self.locale
-        namespace = dict(
-            handler=self,
-            request=self.request,
-            current_user=self.current_user,
-            locale=locale,
-            _=locale.translate,
-            pgettext=locale.pgettext,
-            static_url=self.static_url,
-            xsrf_form_html=self.xsrf_form_html,
-            reverse_url=self.reverse_url,
-        )
+        namespace: Dict[str, Any] = {
+            "handler": self,
+            "request": self.request,
+            "current_user": self.current_user,
+            "locale": locale,
+            "_": locale.translate,
+            "pgettext": locale.pgettext,
+            "static_url": self.static_url,
+            "xsrf_form_html": self.xsrf_form_html,
+            "reverse_url": self.reverse_url,
+        }
         namespace.update(self.ui)
         return namespace
 
@@ -694,12 +692,10 @@ class RequestHandler:
             return settings["template_loader"]
         from squall import template
 
-        kwargs = {}
-        if "autoescape" in settings:
-            kwargs["autoescape"] = settings["autoescape"]
-        if "template_whitespace" in settings:
-            kwargs["whitespace"] = settings["template_whitespace"]
-        return template.Loader(template_path, **kwargs)
+        # Only options the application gave: an explicit autoescape=None (no escaping)
+        # is not the same as the loader's default.
+        options = {option: settings[name] for name, option in _LOADER_OPTIONS if name in settings}
+        return template.Loader(template_path, **options)
 
     def get_template_path(self) -> Optional[str]:
         return self.application.settings.get("template_path")
@@ -708,33 +704,40 @@ class RequestHandler:
         """Send what has been written so far; the returned future resolves once sent."""
         connection = self.request.connection
         assert connection is not None
-        chunk = b"".join(self._write_buffer) if self._write_buffer else b""
+        body = b"".join(self._write_buffer)
         self._write_buffer = []
-        if not self._headers_written:
-            self._headers_written = True
-            for transform in self._transforms:
-                self._status_code, self._headers, chunk = transform.transform_first_chunk(
-                    self._status_code, self._headers, chunk, include_footers
+        transforms = self._transforms
+        if self._headers_written:
+            for transform in transforms:
+                body = transform.transform_chunk(body, include_footers)
+            if self.request.method != "HEAD":
+                return connection.write(body)
+            # A HEAD response ended with its head; there is nothing to wait for.
+            done: asyncio.Future[None] = asyncio.get_event_loop().create_future()
+            done.set_result(None)
+            return done
+        self._headers_written = True
+        if transforms:
+            status, headers = self._status_code, self._headers
+            for transform in transforms:
+                status, headers, body = transform.transform_first_chunk(
+                    status, headers, body, include_footers
                 )
-            if self.request.method == "HEAD":
-                # HEAD gets the headers GET would have, Content-Length included, no body.
-                chunk = b""
-            if self._new_cookies:
-                for cookie in self._new_cookies.values():
-                    self._headers.add("Set-Cookie", cookie)
-            status_code, reason = self._status_code, self._reason
-            if status_code == 200 and reason == "OK":
-                start_line = _OK_START_LINE  # (immutable: one shared tuple will do)
-            else:
-                start_line = httputil.ResponseStartLine("HTTP/1.1", status_code, reason)
-            return connection.write_headers(start_line, self._headers, chunk)
-        for transform in self._transforms:
-            chunk = transform.transform_chunk(chunk, include_footers)
-        if self.request.method != "HEAD":
-            return connection.write(chunk)
-        future: asyncio.Future[None] = asyncio.get_event_loop().create_future()
-        future.set_result(None)
-        return future
+            self._status_code, self._headers = status, headers
+        cookies = self._new_cookies
+        if cookies:
+            # Kept aside until now so that setting a cookie twice sends only the last one.
+            for header in cookies.values():
+                self.add_header("Set-Cookie", header)
+        if self.request.method == "HEAD":
+            # The head GET would have sent, Content-Length included, and no body.
+            body = b""
+        status, reason = self._status_code, self._reason
+        if status == 200 and reason == "OK":
+            head = _OK_START_LINE  # (immutable: one shared tuple will do)
+        else:
+            head = httputil.ResponseStartLine("HTTP/1.1", status, reason)
+        return connection.write_headers(head, self._headers, body)
 
     def finish(self, chunk: Optional[Union[str, bytes, dict]] = None) -> "asyncio.Future[None]":
         """Complete the response (optionally writing ``chunk`` first)."""
@@ -742,44 +745,8 @@ class RequestHandler:
             raise RuntimeError("finish() called twice")
         if chunk is not None:
             self.write(chunk)
-        if not self._headers_written:
-            status = self._status_code
-            headers = self._headers
-            # (HTTPHeaders stores normalized names: its dict answers membership directly.)
-            stored = headers._values
-            if status == 200:
-                request = self.request
-                method = request.method
-                if (method == "GET" or method == "HEAD") and "Etag" not in stored:
-                    cls = type(self)
-                    if (
-                        cls.set_etag_header is _STOCK_SET_ETAG_HEADER
-                        and cls.compute_etag is _STOCK_COMPUTE_ETAG
-                        and cls.check_etag_header is _STOCK_CHECK_ETAG_HEADER
-                        and cls.set_header is _STOCK_SET_HEADER
-                        and "If-None-Match" not in request.headers._values
-                    ):
-                        # The stock methods, with no condition to check: the quoted hex
-                        # digest needs none of set_header's value checks.
-                        stored["Etag"] = [self.compute_etag()]  # type: ignore[list-item]
-                    else:
-                        self.set_etag_header()
-                        if self.check_etag_header():
-                            self._write_buffer = []
-                            self.set_status(304)
-                            status = 304
-            if status in (204, 304) or 100 <= status < 200:
-                if self._write_buffer:
-                    raise RuntimeError("Cannot send body with %s" % status)
-                self._clear_representation_headers()
-            elif "Content-Length" not in stored:
-                buffer = self._write_buffer
-                length = str(len(buffer[0]) if len(buffer) == 1 else sum(map(len, buffer)))
-                if type(self).set_header is _STOCK_SET_HEADER:
-                    stored["Content-Length"] = [length]
-                else:
-                    self.set_header("Content-Length", length)  # (an override wants to see it)
-        future = self.flush(include_footers=True)
+        self._describe_body()
+        sent = self.flush(include_footers=True)
         connection = self.request.connection
         assert connection is not None
         connection.finish()
@@ -793,11 +760,49 @@ class RequestHandler:
         # UI modules hold the handler; dropping them lets reference counting free both.
         self._ui_namespace = None
         self._active_modules = None
-        return future
+        return sent
+
+    def _describe_body(self) -> None:
+        """While the head is still unsent, settle the headers that describe the whole
+        body: ETag (or a 304) and Content-Length."""
+        if self._headers_written:
+            return
+        stored = self._headers._values  # (normalized names: membership is a dict lookup)
+        cls = type(self)
+        status = self._status_code
+        if status == 200 and "Etag" not in stored:
+            request = self.request
+            if request.method == "GET" or request.method == "HEAD":
+                if (
+                    "If-None-Match" not in request.headers._values
+                    and cls.compute_etag is _STOCK_COMPUTE_ETAG
+                    and cls.set_etag_header is _STOCK_SET_ETAG_HEADER
+                    and cls.check_etag_header is _STOCK_CHECK_ETAG_HEADER
+                    and cls.set_header is _STOCK_SET_HEADER
+                ):
+                    # Stock methods and no condition to test: store the quoted digest
+                    # directly (it needs none of set_header's checks).
+                    stored["Etag"] = [self.compute_etag()]  # type: ignore[list-item]
+                else:
+                    self.set_etag_header()
+                    if self.check_etag_header():
+                        self._write_buffer = []
+                        self.set_status(304)
+                        status = 304
+        if _has_no_body(status):
+            if self._write_buffer:
+                raise RuntimeError("Cannot send body with %s" % status)
+            self._clear_representation_headers()
+        elif "Content-Length" not in stored:
+            pieces = self._write_buffer
+            length = str(len(pieces[0]) if len(pieces) == 1 else sum(map(len, pieces)))
+            if cls.set_header is _STOCK_SET_HEADER:
+                stored["Content-Length"] = [length]
+            else:
+                self.set_header("Content-Length", length)  # (the override wants to see it)
 
     def _clear_representation_headers(self) -> None:
-        # A 304 (and 1xx/204) describes no body, so headers about the body go.
-        for name in ("Content-Encoding", "Content-Language", "Content-Type"):
+        for name in _REPRESENTATION_HEADERS:
             self.clear_header(name)
 
     def detach(self) -> Any:
@@ -809,45 +814,46 @@ class RequestHandler:
     def send_error(self, status_code: int = 500, **kwargs: Any) -> None:
         """Send an error page via :meth:`write_error`."""
         if self._headers_written:
-            gen_log.error("Cannot send error response after headers written")
-            if not self._finished:
-                try:
-                    self.finish()
-                except Exception:
-                    gen_log.error("Failed to flush partial response", exc_info=True)
+            self._end_started_response()
             return
         self.clear()
-        reason = kwargs.get("reason")
-        if "exc_info" in kwargs:
-            exception = kwargs["exc_info"][1]
-            if isinstance(exception, HTTPError) and exception.reason:
-                reason = exception.reason
-        self.set_status(status_code, reason=reason)
+        self.set_status(status_code, reason=_error_reason(kwargs))
         try:
             self.write_error(status_code, **kwargs)
         except Exception:
             app_log.error("Uncaught exception in write_error", exc_info=True)
+        self._finish_if_open()
+
+    def _finish_if_open(self) -> None:
         if not self._finished:
             self.finish()
+
+    def _end_started_response(self) -> None:
+        # Once the head is out no error page can follow: close off what was sent.
+        gen_log.error("Cannot send error response after headers written")
+        if self._finished:
+            return
+        try:
+            self.finish()
+        except Exception:
+            gen_log.error("Failed to flush partial response", exc_info=True)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """Write the error page; the traceback only with the ``serve_traceback`` setting
         (on with ``debug``)."""
-        if status_code in (204, 304) or 100 <= status_code < 200:
-            # These statuses carry no body, so there is no page to show.
+        if _has_no_body(status_code):
             self.finish()
-        elif self.settings.get("serve_traceback") and "exc_info" in kwargs:
+            return
+        exc_info = kwargs.get("exc_info")
+        if exc_info and self.settings.get("serve_traceback"):
             self.set_header("Content-Type", "text/plain")
-            for line in traceback.format_exception(*kwargs["exc_info"]):
-                self.write(line)
-            self.finish()
-        else:
-            message = escape.xhtml_escape(self._reason)
-            self.finish(
-                "<html><title>%(code)d: %(message)s</title>"
-                "<body>%(code)d: %(message)s</body></html>"
-                % {"code": status_code, "message": message}
-            )
+            self.finish("".join(traceback.format_exception(*exc_info)))
+            return
+        text = escape.xhtml_escape(self._reason)
+        self.finish(
+            "<html><title>%d: %s</title><body>%d: %s</body></html>"
+            % (status_code, text, status_code, text)
+        )
 
     # Locale, user, XSRF ---------------------------------------------------------------
 
@@ -940,7 +946,7 @@ class RequestHandler:
         raw = self._raw_xsrf_token
         if raw is None:
             cookie = self.get_cookie(self.settings.get("xsrf_cookie_name", "_xsrf"))
-            version, token, timestamp = decode_xsrf_token(cookie) if cookie else (None, None, None)
+            version, token, timestamp = self._decode_xsrf_token(cookie) if cookie else (None,) * 3
             if token is None or timestamp is None:
                 version, token, timestamp = None, new_xsrf_secret(), time.time()
             raw = (version, token, timestamp)
@@ -962,7 +968,7 @@ class RequestHandler:
         )
         if not token:
             raise HTTPError(403, "'_xsrf' argument missing from POST")
-        _, submitted, _ = decode_xsrf_token(token)
+        _, submitted, _ = self._decode_xsrf_token(token)
         if not submitted:
             raise HTTPError(403, "'_xsrf' argument has invalid format")
         _, expected, _ = self._get_raw_xsrf_token()
@@ -1084,17 +1090,14 @@ class RequestHandler:
     ) -> None:
         """Log an exception from a handler: HTTPErrors as one warning line (without
         traceback), anything else as an error with traceback."""
-        if isinstance(value, HTTPError):
-            message = value.get_message()
-            if message:
-                gen_log.warning("%d %s: %s", value.status_code, self._request_summary(), message)
-        else:
-            app_log.error(
-                "Uncaught exception %s\n%r",
-                self._request_summary(),
-                self.request,
-                exc_info=(typ, value, tb),  # type: ignore[arg-type]
-            )
+        if not isinstance(value, HTTPError):
+            failure: Any = (typ, value, tb)
+            where = self._request_summary()
+            app_log.error("Uncaught exception %s\n%r", where, self.request, exc_info=failure)
+            return
+        message = value.get_message()
+        if message:
+            gen_log.warning("%d %s: %s", value.status_code, self._request_summary(), message)
 
     def _request_summary(self) -> str:
         request = self.request
@@ -1224,23 +1227,49 @@ class RequestHandler:
 
     def _handle_request_exception(self, e: BaseException) -> None:
         if isinstance(e, Finish):
+            # Finish ends a request early on purpose: no log line, no error page.
             if not self._finished:
                 self.finish(*e.args)
             return
+        failure = (type(e), e, e.__traceback__)
         try:
-            self.log_exception(*sys.exc_info())
+            self.log_exception(*failure)
         except Exception:
             # The application's logger must not stop the error response.
             app_log.error("Error in exception logger", exc_info=True)
-        if self._finished:
-            return
-        if isinstance(e, HTTPError):
-            self.send_error(e.status_code, exc_info=sys.exc_info())
-        else:
-            self.send_error(500, exc_info=sys.exc_info())
+        if not self._finished:
+            status = e.status_code if isinstance(e, HTTPError) else 500
+            self.send_error(status, exc_info=failure)
 
 
 _OK_START_LINE = httputil.ResponseStartLine("HTTP/1.1", 200, "OK")
+
+# Headers about the body, which a response without one (304 above all) leaves out.
+_REPRESENTATION_HEADERS = ("Content-Encoding", "Content-Language", "Content-Type")
+
+
+def _error_reason(error_kwargs: Dict[str, Any]) -> Optional[str]:
+    # The reason phrase an HTTPError carries wins over one given to send_error.
+    exc_info = error_kwargs.get("exc_info")
+    error = exc_info[1] if exc_info else None
+    if isinstance(error, HTTPError) and error.reason:
+        return error.reason
+    return error_kwargs.get("reason")
+
+
+def _non_text_header_value(value: Any) -> str:
+    # Numbers and dates format to text that needs no checking.
+    if isinstance(value, datetime.datetime):
+        return _format_timestamp(value)
+    if isinstance(value, numbers.Integral):
+        return str(value)
+    raise TypeError("Unsupported header value %r" % value)
+
+
+def _has_no_body(status: int) -> bool:
+    # 1xx, 204 and 304 responses end with their head (RFC 9110, section 6.4.1).
+    return status == 204 or status == 304 or 100 <= status < 200
+
 
 # finish() skips a call chain when a handler keeps the stock ETag behaviour.
 _STOCK_SET_ETAG_HEADER = RequestHandler.set_etag_header

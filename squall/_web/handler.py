@@ -658,6 +658,12 @@ class RequestHandler:
         namespace.update(kwargs)
         return template.generate(**namespace)
 
+    @staticmethod
+    def _reset_template_loaders() -> None:
+        with RequestHandler._template_loader_lock:
+            for loader in RequestHandler._template_loaders.values():
+                loader.reset()
+
     def _loader_for(self, template_path: str) -> "BaseLoader":
         # Loaders are shared by every handler class, one per directory, so that compiled
         # templates outlive the request that first needed them.

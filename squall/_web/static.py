@@ -3,6 +3,11 @@
 Every path is checked twice before anything is read: the joined path must lie in the root
 (no ``..`` escape), and its real path, after symlinks, must lie in the root or in an
 ``allowed_symlink_directory``. Only regular files are served.
+
+Subclasses change where files come from through the same hooks for serving and for
+``static_url``: ``get_absolute_path``, ``validate_absolute_path``, ``get_content`` and
+friends on one side, ``make_static_url``, ``get_version`` and ``get_content_version`` on
+the other; nothing here reads ``static_path`` behind their back.
 """
 
 from __future__ import annotations
@@ -13,51 +18,88 @@ import email.utils
 import hashlib
 import mimetypes
 import os
+import re
 import stat
 import threading
 import urllib.parse
-from typing import Any, Dict, Generator, List, Optional, Tuple, Union
+from typing import Any, Dict, Generator, Iterable, List, Optional, Tuple, Union
 
 from squall._web.errors import HTTPError
 from squall._web.handler import RequestHandler
 from squall._web.handlers import _is_protocol_relative
 from squall.log import gen_log
 
+# One byte range (RFC 9110, section 14.1.2): "first-last", "first-" or "-suffix length".
+# (A bare number with no dash counts as "first-", as Tornado reads it.)
+_BYTE_RANGE = re.compile(r"\s*bytes\s*=\s*([0-9]*)\s*(?:-\s*([0-9]*)\s*)?\Z")
+
+_READ_SIZE = 64 * 1024
+_UTC = datetime.timezone.utc
+
 
 def _parse_request_range(range_header: str) -> Optional[Tuple[Optional[int], Optional[int]]]:
     """Parse a ``Range: bytes=a-b`` header into a slice (start, end) with an exclusive
     end; a suffix range ``bytes=-n`` gives (-n, None). None for anything unusable."""
-    unit, _, value = range_header.partition("=")
-    if unit.strip() != "bytes":
+    match = _BYTE_RANGE.match(range_header)
+    if match is None:
         return None
-    start_text, dash, end_text = value.strip().partition("-")
-    start_text, end_text = start_text.strip(), end_text.strip()
-    try:
-        start = int(start_text) if start_text else None
-        end = int(end_text) if end_text else None
-    except ValueError:
-        return None
-    if (start is not None and start < 0) or (end is not None and end < 0):
-        return None
+    first, last = (int(digits) if digits else None for digits in match.groups())
+    if last is None:
+        return first, None
+    if first is not None:
+        return first, last + 1
+    # "-0" asks for no bytes at all, which no file can satisfy; the end says so.
+    return (-last, None) if last else (None, 0)
+
+
+def _fit_range(
+    requested: Tuple[Optional[int], Optional[int]], size: int
+) -> Optional[Tuple[Optional[int], Optional[int]]]:
+    """The (start, end) to read for a parsed range on a file of ``size`` bytes: a suffix
+    made absolute, an end past the file cut to it. None when no byte of the file is in
+    the range (it is then unsatisfiable, RFC 9110 section 15.5.17)."""
+    start, end = requested
+    if start is not None and start < 0:
+        start = max(size + start, 0)
     if end is not None:
-        if start is None:
-            if end != 0:
-                start = -end
-                end = None
-        else:
-            end += 1
+        if end == 0 or (start is not None and start >= end):
+            return None
+        end = min(end, size)
+    if start is not None and start >= size:
+        return None
     return start, end
-
-
-def _content_range(start: Optional[int], end: Optional[int], total: int) -> str:
-    first = start or 0
-    last = (end or total) - 1
-    return f"bytes {first}-{last}/{total}"
 
 
 def _inside(path: str, directory: str) -> bool:
     directory = directory if directory.endswith(os.path.sep) else directory + os.path.sep
     return (path + os.path.sep).startswith(directory)
+
+
+def _as_utc(moment: datetime.datetime) -> datetime.datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=_UTC)
+
+
+def _parse_http_date(text: Optional[str]) -> Optional[datetime.datetime]:
+    if text is None:
+        return None
+    try:
+        parsed = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return None if parsed is None else _as_utc(parsed)
+
+
+def _pieces(content: Union[bytes, Iterable[bytes]]) -> Iterable[bytes]:
+    # get_content may return the whole content at once or an iterable of chunks.
+    return (content,) if isinstance(content, bytes) else content
+
+
+def _close(content: Any) -> None:
+    # Stopping early leaves a generator suspended inside its open file; close it now
+    # rather than whenever it is collected.
+    close = getattr(content, "close", None)
+    if close is not None:
+        close()
 
 
 class StaticFileHandler(RequestHandler):
@@ -74,11 +116,13 @@ class StaticFileHandler(RequestHandler):
     CACHE_MAX_AGE = 86400 * 365 * 10
     # Version hashes of up to this many files are kept (least recently used go first).
     MAX_CACHED_VERSIONS = 10000
-    # Files larger than this get no version hash, so static_url never reads them whole.
+    # Content larger than this gets no version hash, so static_url never reads it whole.
     MAX_VERSION_CONTENT_SIZE = 256 * 1024 * 1024
 
     _static_hashes: "collections.OrderedDict[str, Optional[str]]" = collections.OrderedDict()
     _lock = threading.Lock()
+    # Class-level defaults: subclasses with an initialize() of their own that does not
+    # call this one still get them.
     allowed_symlink_directory: Union[None, str, List[str]] = None
     default_filename: Optional[str] = None
     _stat_result: Optional[os.stat_result] = None
@@ -90,8 +134,8 @@ class StaticFileHandler(RequestHandler):
         allowed_symlink_directory: Union[None, str, List[str]] = None,
     ) -> None:
         self.root = path
-        self.default_filename = default_filename
         self.allowed_symlink_directory = allowed_symlink_directory
+        self.default_filename = default_filename
 
     @classmethod
     def reset(cls) -> None:
@@ -103,122 +147,108 @@ class StaticFileHandler(RequestHandler):
         return self.get(path, include_body=False)
 
     async def get(self, path: str, include_body: bool = True) -> None:  # type: ignore[override]
+        # From here on only self.path, the file path the URL names, is used.
         self.path = self.parse_url_path(path)
-        del path
-        absolute_path = self.get_absolute_path(self.root, self.path)
-        self.absolute_path = self.validate_absolute_path(self.root, absolute_path)
+        root = self.root
+        self.absolute_path = self.validate_absolute_path(
+            root, self.get_absolute_path(root, self.path)
+        )
         if self.absolute_path is None:
-            return
+            return  # (validate_absolute_path answered with a redirect)
         self.modified = self.get_modified_time()
         self.set_headers()
         if self.should_return_304():
             self.set_status(304)
             return
-        size = self.get_content_size()
-        start: Optional[int] = None
-        end: Optional[int] = None
-        range_header = self.request.headers.get("Range")
-        request_range = _parse_request_range(range_header) if range_header else None
-        if request_range is not None:
-            start, end = request_range
-            if start is not None and start < 0:
-                start = max(start + size, 0)
-            if (
-                start is not None and (start >= size or (end is not None and start >= end))
-            ) or end == 0:
-                # Nothing of the file falls in the range: 416 with the real size.
-                self.set_status(416)
-                self.set_header("Content-Type", "text/plain")
-                self.set_header("Content-Range", f"bytes */{size}")
-                return
-            if end is not None and end > size:
-                end = size
-            if size != (end or size) - (start or 0):
-                self.set_status(206)
-                self.set_header("Content-Range", _content_range(start, end, size))
-        if start is not None and end is not None:
-            content_length = end - start
-        elif end is not None:
-            content_length = end
-        elif start is not None:
-            content_length = size - start
-        else:
-            content_length = size
-        self.set_header("Content-Length", content_length)
+        span = self._select_range(self.get_content_size())
+        if span is None:
+            return  # (416 sent)
         if include_body:
-            from squall.iostream import StreamClosedError
-
-            content = self.get_content(self.absolute_path, start, end)
-            if isinstance(content, bytes):
-                content = [content]
-            for chunk in content:
-                try:
-                    self.write(chunk)
-                    await self.flush()
-                except StreamClosedError:
-                    return
+            await self._send_content(*span)
         else:
             assert self.request.method == "HEAD"
 
+    def _select_range(self, size: int) -> Optional[Tuple[Optional[int], Optional[int]]]:
+        """Apply the Range header: set status and length headers and return the
+        (start, end) to read, or None after answering 416."""
+        header = self.request.headers.get("Range")
+        # A Range header that cannot be read is ignored: the whole file is sent.
+        requested = _parse_request_range(header) if header else None
+        span = (None, None) if requested is None else _fit_range(requested, size)
+        if span is None:
+            self.set_status(416)
+            self.set_header("Content-Type", "text/plain")
+            self.set_header("Content-Range", f"bytes */{size}")
+            return None
+        start, end = span
+        first, stop = start or 0, size if end is None else end
+        if stop - first != size:
+            # 206 only for part of the file: some players refuse a 206 for all of it.
+            self.set_status(206)
+            self.set_header("Content-Range", f"bytes {first}-{stop - 1}/{size}")
+        self.set_header("Content-Length", stop - first)
+        return span
+
+    async def _send_content(self, start: Optional[int], end: Optional[int]) -> None:
+        from squall.iostream import StreamClosedError
+
+        assert self.absolute_path is not None
+        content = self.get_content(self.absolute_path, start, end)
+        try:
+            for piece in _pieces(content):
+                self.write(piece)
+                await self.flush()  # (one piece in memory at a time)
+        except StreamClosedError:
+            pass  # the client went away: nothing is left to do
+        finally:
+            _close(content)
+
     def compute_etag(self) -> Optional[str]:
         assert self.absolute_path is not None
-        version_hash = self._get_cached_version(self.absolute_path)
-        if not version_hash:
-            return None
-        return f'"{version_hash}"'
+        version = self._get_cached_version(self.absolute_path)
+        return f'"{version}"' if version else None
 
     def set_headers(self) -> None:
         """Set the caching and content headers of the response."""
         self.set_header("Accept-Ranges", "bytes")
         self.set_etag_header()
-        if self.modified is not None:
-            self.set_header("Last-Modified", self.modified)
+        modified = self.modified
+        if modified is not None:
+            self.set_header("Last-Modified", modified)
         content_type = self.get_content_type()
         if content_type:
             self.set_header("Content-Type", content_type)
-        cache_time = self.get_cache_time(self.path, self.modified, content_type)
-        if cache_time > 0:
-            self.set_header(
-                "Expires",
-                datetime.datetime.now(datetime.timezone.utc)
-                + datetime.timedelta(seconds=cache_time),
-            )
-            self.set_header("Cache-Control", "max-age=" + str(cache_time))
+        lifetime = self.get_cache_time(self.path, modified, content_type)
+        if lifetime > 0:
+            now = datetime.datetime.now(_UTC)
+            self.set_header("Expires", now + datetime.timedelta(seconds=lifetime))
+            self.set_header("Cache-Control", f"max-age={lifetime}")
         self.set_extra_headers(self.path)
 
     def should_return_304(self) -> bool:
         """Whether the client's cached copy is current (ETag first, then date)."""
-        if self.request.headers.get("If-None-Match"):
+        headers = self.request.headers
+        if headers.get("If-None-Match"):
+            # An entity tag is the stronger validator: with one, dates are not consulted.
             return self.check_etag_header()
-        since_text = self.request.headers.get("If-Modified-Since")
-        if since_text is not None and self.modified is not None:
-            try:
-                since = email.utils.parsedate_to_datetime(since_text)
-            except (TypeError, ValueError, IndexError):
-                return False
-            if since is None:
-                return False
-            if since.tzinfo is None:
-                since = since.replace(tzinfo=datetime.timezone.utc)
-            modified = self.modified
-            if modified.tzinfo is None:
-                modified = modified.replace(tzinfo=datetime.timezone.utc)
-            if since >= modified:
-                return True
-        return False
+        since = _parse_http_date(headers.get("If-Modified-Since"))
+        modified = self.modified
+        return since is not None and modified is not None and since >= _as_utc(modified)
 
     @classmethod
     def get_absolute_path(cls, root: str, path: str) -> str:
-        """The file system path for ``path`` under ``root`` (not yet validated)."""
-        return os.path.abspath(os.path.join(root, path))
+        """The file system path for ``path`` under ``root``; 403 when ``path`` leads out of
+        ``root`` as written (symlinks are checked later, by validate_absolute_path)."""
+        absolute = os.path.abspath(os.path.join(root, path))
+        if not _inside(absolute, os.path.abspath(root)):
+            raise HTTPError(403, "%s is not in root static directory", path)
+        return absolute
 
     def _allowed_directories(self, root: str) -> List[str]:
         allowed = self.allowed_symlink_directory
         if allowed is None:
             return [root]
-        if isinstance(allowed, str):
-            return [allowed]
-        return list(allowed)
+        return [allowed] if isinstance(allowed, str) else list(allowed)
 
     def _check_real_path(self, root: str, path: str) -> None:
         try:
@@ -226,10 +256,8 @@ class StaticFileHandler(RequestHandler):
         except (OSError, ValueError):
             # e.g. an embedded NUL byte: no such file can exist.
             raise HTTPError(404)
-        for directory in self._allowed_directories(root):
-            if _inside(real, os.path.realpath(directory)):
-                return
-        raise HTTPError(403, "%s is not in root static directory", self.path)
+        if not any(_inside(real, os.path.realpath(d)) for d in self._allowed_directories(root)):
+            raise HTTPError(403, "%s is not in root static directory", self.path)
 
     def validate_absolute_path(self, root: str, absolute_path: str) -> Optional[str]:
         """Check ``absolute_path`` may be served and return the path to serve; None when a
@@ -264,36 +292,39 @@ class StaticFileHandler(RequestHandler):
     ) -> Generator[bytes, None, None]:
         """The file's bytes from ``start`` to ``end`` (exclusive), in chunks."""
         with open(abspath, "rb") as file:
-            if start is not None:
+            if start:
                 file.seek(start)
-            remaining = None if end is None else end - (start or 0)
-            while True:
-                chunk_size = 64 * 1024
-                if remaining is not None and remaining < chunk_size:
-                    chunk_size = remaining
-                chunk = file.read(chunk_size)
-                if chunk:
-                    if remaining is not None:
-                        remaining -= len(chunk)
-                    yield chunk
-                else:
-                    if remaining is not None:
-                        assert remaining == 0
-                    return
+            left = None if end is None else end - (start or 0)
+            while left is None or left > 0:
+                piece = file.read(_READ_SIZE if left is None else min(left, _READ_SIZE))
+                if not piece:
+                    return  # (end of file)
+                if left is not None:
+                    left -= len(piece)
+                yield piece
 
     @classmethod
     def get_content_version(cls, abspath: str) -> str:
-        """The version string of a file (hex SHA-512 of its content)."""
-        data = cls.get_content(abspath)
-        hasher = hashlib.sha512()
-        if isinstance(data, bytes):
-            hasher.update(data)
-        else:
-            for chunk in data:
-                hasher.update(chunk)
-        return hasher.hexdigest()
+        """The version string of a file (hex SHA-512 of its content); ValueError for
+        content larger than ``MAX_VERSION_CONTENT_SIZE``."""
+        content = cls.get_content(abspath)
+        digest = hashlib.sha512()
+        budget = cls.MAX_VERSION_CONTENT_SIZE
+        try:
+            for piece in _pieces(content):
+                budget -= len(piece)
+                if budget < 0:
+                    raise ValueError(
+                        f"{abspath} is larger than {cls.MAX_VERSION_CONTENT_SIZE} bytes"
+                    )
+                digest.update(piece)
+        finally:
+            _close(content)
+        return digest.hexdigest()
 
     def _stat(self) -> os.stat_result:
+        # validate_absolute_path keeps its stat, so size and time describe the file it
+        # checked; an override that does not call it gets a stat of its own here.
         assert self.absolute_path is not None
         if self._stat_result is None:
             self._stat_result = os.stat(self.absolute_path)
@@ -304,19 +335,16 @@ class StaticFileHandler(RequestHandler):
 
     def get_modified_time(self) -> Optional[datetime.datetime]:
         """The file's modification time (whole seconds, UTC)."""
-        return datetime.datetime.fromtimestamp(int(self._stat().st_mtime), datetime.timezone.utc)
+        return datetime.datetime.fromtimestamp(int(self._stat().st_mtime), _UTC)
 
     def get_content_type(self) -> str:
         assert self.absolute_path is not None
         mime_type, encoding = mimetypes.guess_type(self.absolute_path)
-        # Compressed files are served as they are, not as what they would decompress to.
-        if encoding == "gzip":
-            return "application/gzip"
-        if encoding is not None:
-            return "application/octet-stream"
-        if mime_type is not None:
-            return mime_type
-        return "application/octet-stream"
+        if encoding is None:
+            return mime_type or "application/octet-stream"
+        # A compressed file is served as it is, not as what it would decompress to; only
+        # gzip has a type of its own (RFC 6713).
+        return "application/gzip" if encoding == "gzip" else "application/octet-stream"
 
     def set_extra_headers(self, path: str) -> None:
         """Hook to add headers to static responses."""
@@ -333,58 +361,34 @@ class StaticFileHandler(RequestHandler):
     ) -> str:
         """The URL for a static file, with ``?v=<hash>`` when ``include_version``."""
         url = settings.get("static_url_prefix", "/static/") + path
-        if not include_version:
-            return url
-        version_hash = cls.get_version(settings, path)
-        if not version_hash:
-            return url
-        return f"{url}?v={version_hash}"
+        version = cls.get_version(settings, path) if include_version else None
+        return f"{url}?v={version}" if version else url
 
     def parse_url_path(self, url_path: str) -> str:
         """The relative file path for a URL path."""
-        if os.path.sep != "/":
-            url_path = url_path.replace("/", os.path.sep)
-        return url_path
+        return url_path if os.path.sep == "/" else url_path.replace("/", os.path.sep)
 
     @classmethod
     def get_version(cls, settings: Dict[str, Any], path: str) -> Optional[str]:
-        """The version hash of a file in ``static_path`` (None if it cannot be read);
-        a path outside the directory is a 403 HTTPError."""
-        root = os.path.abspath(settings["static_path"])
-        abs_path = cls.get_absolute_path(settings["static_path"], path)
-        if not _inside(abs_path, root):
-            raise HTTPError(403, "%s is not in root static directory", path)
-        return cls._get_cached_version(abs_path, root)
+        """The version hash of a static file (None if it cannot be read); a path that
+        leads out of the directory is a 403 HTTPError (from get_absolute_path)."""
+        root = settings["static_path"]
+        absolute = cls.get_absolute_path(root, path)
+        # With the stock mapping the file must really lie in the directory (a symlink out
+        # of it gets no version); a get_absolute_path of a subclass, which may take any
+        # kind of root, answers for what it returns.
+        stock = getattr(cls.get_absolute_path, "__func__", None) is _STOCK_GET_ABSOLUTE_PATH
+        return cls._get_cached_version(absolute, root if stock else None)
 
     @classmethod
     def _get_cached_version(cls, abs_path: str, root: Optional[str] = None) -> Optional[str]:
         with cls._lock:
             hashes = cls._static_hashes
             if abs_path in hashes:
-                hashes.move_to_end(abs_path)
+                hashes.move_to_end(abs_path)  # (most recently used last)
                 return hashes[abs_path]
-        version: Optional[str] = None
-        try:
-            try:
-                info = os.stat(abs_path)
-            except (OSError, ValueError):
-                # Subclasses may serve from somewhere other than the file system.
-                info = None
-            if info is not None:
-                if not stat.S_ISREG(info.st_mode):
-                    raise ValueError(f"{abs_path} is not a file")
-                if info.st_size > cls.MAX_VERSION_CONTENT_SIZE:
-                    raise ValueError(
-                        f"{abs_path} is larger than {cls.MAX_VERSION_CONTENT_SIZE} bytes"
-                    )
-                if root is not None and not _inside(
-                    os.path.realpath(abs_path), os.path.realpath(root)
-                ):
-                    raise ValueError(f"{abs_path} is not in root static directory")
-            version = cls.get_content_version(abs_path)
-        except Exception as error:
-            gen_log.error("Could not open static file %r: %s", abs_path, error)
-            version = None
+        # Hashing happens outside the lock: other threads may look up other files.
+        version = cls._compute_version(abs_path, root) or None
         with cls._lock:
             hashes = cls._static_hashes
             hashes[abs_path] = version
@@ -392,3 +396,29 @@ class StaticFileHandler(RequestHandler):
             while len(hashes) > cls.MAX_CACHED_VERSIONS:
                 hashes.popitem(last=False)
         return version
+
+    @classmethod
+    def _compute_version(cls, abs_path: str, root: Optional[str]) -> Optional[str]:
+        try:
+            _check_versionable(abs_path, root)
+            return cls.get_content_version(abs_path)
+        except Exception as error:
+            gen_log.error("Could not open static file %r: %s", abs_path, error)
+            return None
+
+
+_STOCK_GET_ABSOLUTE_PATH = StaticFileHandler.get_absolute_path.__func__  # type: ignore[attr-defined]
+
+
+def _check_versionable(abs_path: str, root: Optional[str]) -> None:
+    """Refuse to version what must never be read: anything but a regular file (a FIFO
+    would block, a device never end) and, given a root, a file whose real path is not
+    inside it."""
+    try:
+        info = os.stat(abs_path)
+    except (OSError, ValueError):
+        return  # not a file system path: a subclass's get_content knows where it is
+    if not stat.S_ISREG(info.st_mode):
+        raise ValueError(f"{abs_path} is not a file")
+    if root is not None and not _inside(os.path.realpath(abs_path), os.path.realpath(root)):
+        raise ValueError(f"{abs_path} is not in root static directory")

@@ -18,9 +18,8 @@ class UIModule:
 
     def __init__(self, handler: "RequestHandler") -> None:
         self.handler = handler
-        self.request = handler.request
-        self.ui = handler.ui
-        self.locale = handler.locale
+        # What modules use most, taken from the handler once.
+        self.request, self.ui, self.locale = handler.request, handler.ui, handler.locale
 
     @property
     def current_user(self) -> Any:
@@ -79,15 +78,13 @@ class TemplateModule(UIModule):
 
     def __init__(self, handler: "RequestHandler") -> None:
         super().__init__(handler)
-        self._resource_list: List[Dict[str, Any]] = []
-        self._resource_dict: Dict[str, Dict[str, Any]] = {}
+        # The resources each template asked for, in the order the templates were first
+        # rendered (a dict keeps it).
+        self._resources_by_template: Dict[str, Dict[str, Any]] = {}
 
     def render(self, path: str, **kwargs: Any) -> bytes:  # type: ignore[override]
         def set_resources(**resources: Any) -> str:
-            if path not in self._resource_dict:
-                self._resource_list.append(resources)
-                self._resource_dict[path] = resources
-            elif self._resource_dict[path] != resources:
+            if self._resources_by_template.setdefault(path, resources) != resources:
                 raise ValueError(
                     "set_resources called with different resources for the same template"
                 )
@@ -96,31 +93,32 @@ class TemplateModule(UIModule):
         return self.render_string(path, set_resources=set_resources, **kwargs)
 
     def _get_resources(self, key: str) -> Iterable[Any]:
-        return (entry[key] for entry in self._resource_list if key in entry)
+        return (asked[key] for asked in self._resources_by_template.values() if key in asked)
+
+    def _joined(self, key: str, separator: str) -> str:
+        return separator.join(self._get_resources(key))
 
     def _file_list(self, key: str) -> List[str]:
-        files: List[str] = []
-        for entry in self._get_resources(key):
-            if isinstance(entry, (str, bytes)):
-                files.append(entry)  # type: ignore[arg-type]
-            else:
-                files.extend(entry)
+        # Each template may name one file or a list of them.
+        files: List[Any] = []
+        for named in self._get_resources(key):
+            files.extend([named] if isinstance(named, (str, bytes)) else named)
         return files
 
     def embedded_javascript(self) -> str:
-        return "\n".join(self._get_resources("embedded_javascript"))
+        return self._joined("embedded_javascript", "\n")
 
     def javascript_files(self) -> Iterable[str]:
         return self._file_list("javascript_files")
 
     def embedded_css(self) -> str:
-        return "\n".join(self._get_resources("embedded_css"))
+        return self._joined("embedded_css", "\n")
 
     def css_files(self) -> Iterable[str]:
         return self._file_list("css_files")
 
     def html_head(self) -> str:
-        return "".join(self._get_resources("html_head"))
+        return self._joined("html_head", "")
 
     def html_body(self) -> str:
-        return "".join(self._get_resources("html_body"))
+        return self._joined("html_body", "")

@@ -22,7 +22,7 @@ from typing import (
 )
 
 from squall import httputil
-from squall._web.handler import RequestHandler, _has_stream_request_body
+from squall._web.handler import _STOCK_GET_STATUS, RequestHandler, _has_stream_request_body
 from squall._web.handlers import ErrorHandler
 from squall._web.static import StaticFileHandler
 from squall._web.transforms import GZipContentEncoding, OutputTransform
@@ -295,7 +295,8 @@ class Application(ReversibleRouter):
         if log_function is not None:
             log_function(handler)
             return
-        status = handler.get_status()
+        stock = type(handler).get_status is _STOCK_GET_STATUS
+        status = handler._status_code if stock else handler.get_status()
         level = _ACCESS_LOG_LEVELS[min(status // 100, 5)] if status >= 400 else logging.INFO
         if access_log.isEnabledFor(level):
             elapsed = 1000.0 * handler.request.request_time()

@@ -199,14 +199,25 @@ _UNSAFE_REASON_CHARS = re.compile(r"[\x00-\x1f\x7f<>]")
 # Application settings passed on to a template.Loader, with the loader's name for each.
 _LOADER_OPTIONS = (("autoescape", "autoescape"), ("template_whitespace", "whitespace"))
 
-_PACKAGE_PREFIX = os.path.dirname(__file__) + os.sep
+
+def _package_files() -> frozenset:
+    """The source files of this package, as code objects name them (their __file__)."""
+    directory = os.path.dirname(__file__)
+    try:
+        names = os.listdir(directory)
+    except OSError:  # (imported from a zip file, say)
+        names = []
+    return frozenset([__file__] + [os.path.join(directory, n) for n in names if n.endswith(".py")])
+
+
+_PACKAGE_FILES = _package_files()
 
 
 def _calling_directory() -> str:
     """The directory of the nearest caller outside this package: without a
     ``template_path`` setting, templates live beside the code that renders them."""
     frame = sys._getframe(1)
-    while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE_PREFIX):
+    while frame.f_back is not None and frame.f_code.co_filename in _PACKAGE_FILES:
         frame = frame.f_back
     return os.path.dirname(frame.f_code.co_filename)
 
@@ -331,7 +342,8 @@ class RequestHandler:
     def clear(self) -> None:
         """Reset headers and content for this response."""
         self._headers = _default_headers(_date_cache.get())
-        self.set_default_headers()
+        if type(self).set_default_headers is not _STOCK_SET_DEFAULT_HEADERS:
+            self.set_default_headers()
         self._write_buffer: List[bytes] = []
         self._status_code = 200
         self._reason = "OK"
@@ -762,7 +774,8 @@ class RequestHandler:
             set_close_callback(None)
         self._log()
         self._finished = True
-        self.on_finish()
+        if type(self).on_finish is not _STOCK_ON_FINISH:
+            self.on_finish()
         # UI modules hold the handler; dropping them lets reference counting free both.
         self._ui_namespace = None
         self._active_modules = None
@@ -795,7 +808,7 @@ class RequestHandler:
                         self._write_buffer = []
                         self.set_status(304)
                         status = 304
-        if _has_no_body(status):
+        if status != 200 and _has_no_body(status):
             if self._write_buffer:
                 raise RuntimeError("Cannot send body with %s" % status)
             self._clear_representation_headers()
@@ -1154,7 +1167,7 @@ class RequestHandler:
                 }
             if method not in _SAFE_METHODS and self.application.settings.get("xsrf_cookies"):
                 self.check_xsrf_cookie()
-            result = self.prepare()
+            result = None if type(self).prepare is _STOCK_PREPARE else self.prepare()
             if result is not None:
                 return _spawn(self._execute_rest(result, prepared=False))
             if self._prepared_future is not None:
@@ -1277,11 +1290,17 @@ def _has_no_body(status: int) -> bool:
     return status == 204 or status == 304 or 100 <= status < 200
 
 
-# finish() skips a call chain when a handler keeps the stock ETag behaviour.
+# Per-request steps are skipped or shortened while a handler class keeps the stock
+# method: finish() with the ETag methods and set_header, and the hooks that do nothing
+# (set_default_headers, prepare, on_finish) are not called at all.
 _STOCK_SET_ETAG_HEADER = RequestHandler.set_etag_header
 _STOCK_COMPUTE_ETAG = RequestHandler.compute_etag
 _STOCK_CHECK_ETAG_HEADER = RequestHandler.check_etag_header
 _STOCK_SET_HEADER = RequestHandler.set_header
+_STOCK_SET_DEFAULT_HEADERS = RequestHandler.set_default_headers
+_STOCK_PREPARE = RequestHandler.prepare
+_STOCK_ON_FINISH = RequestHandler.on_finish
+_STOCK_GET_STATUS = RequestHandler.get_status
 
 
 _background_tasks: set = set()

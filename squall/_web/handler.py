@@ -108,6 +108,7 @@ _UNSET: Any = object()
 
 _SAFE_METHODS = frozenset(("GET", "HEAD", "OPTIONS"))
 _JSON_CONTENT_TYPE = "application/json; charset=UTF-8"
+_XSRF_HEADER_NAMES = ("X-Xsrftoken", "X-Csrftoken")
 # Handler attribute for each standard method (saves a lower() per request).
 # The verbs a handler answers unless it says otherwise (Tornado's documented
 # SUPPORTED_METHODS, in its order), each with its handler method's name.
@@ -980,11 +981,9 @@ class RequestHandler:
     def check_xsrf_cookie(self) -> None:
         """Refuse (403) a request whose ``_xsrf`` argument or ``X-Xsrftoken`` /
         ``X-Csrftoken`` header does not match the XSRF cookie."""
-        token = (
-            self.get_argument("_xsrf", None)
-            or self.request.headers.get("X-Xsrftoken")
-            or self.request.headers.get("X-Csrftoken")
-        )
+        # The form field first, then the headers JavaScript clients send it in.
+        fields = map(self.request.headers.get, _XSRF_HEADER_NAMES)
+        token = self.get_argument("_xsrf", None) or next(filter(None, fields), None)
         if not token:
             raise HTTPError(403, "'_xsrf' argument missing from POST")
         _, submitted, _ = self._decode_xsrf_token(token)
@@ -1128,15 +1127,18 @@ class RequestHandler:
 
     def _ui_module(
         self, name: str, module: Callable[["RequestHandler"], _PageModule]
-    ) -> Callable[..., Union[str, bytes]]:
-        def render(*args: Any, **kwargs: Any) -> Union[str, bytes]:
+    ) -> Callable[..., str]:
+        def render(*args: Any, **kwargs: Any) -> str:
+            # One instance per module and handler, made on first use: render() collects
+            # the page resources of exactly the modules that were used.
             active = self._active_modules
             if active is None:
                 active = self._active_modules = {}
             instance = active.get(name)
             if instance is None:
                 instance = active[name] = module(self)
-            return instance.render(*args, **kwargs)
+            markup = instance.render(*args, **kwargs)
+            return markup.decode("utf-8") if isinstance(markup, bytes) else markup
 
         return render
 
@@ -1343,20 +1345,23 @@ def is_absolute(path: str) -> bool:
 
 
 class _UIModuleNamespace:
-    """``modules.Name(...)`` in templates: renders the module for this handler."""
+    """``modules.Name(...)`` or ``modules["Name"](...)`` in templates: renders the UI
+    module of that name for this handler."""
 
     def __init__(self, handler: RequestHandler, ui_modules: Dict[str, type]) -> None:
         self.handler = handler
         self.ui_modules = ui_modules
 
     def __getitem__(self, key: str) -> Callable[..., Any]:
-        return self.handler._ui_module(key, self.ui_modules[key])
+        module = self.ui_modules[key]  # (a KeyError names the unknown module)
+        return self.handler._ui_module(key, module)
 
     def __getattr__(self, key: str) -> Callable[..., Any]:
-        try:
-            return self[key]
-        except KeyError as error:
-            raise AttributeError(str(error))
+        # Only reached for names that are not attributes: look the module up instead.
+        modules = self.__dict__.get("ui_modules", {})
+        if key not in modules:
+            raise AttributeError(repr(key))
+        return self.handler._ui_module(key, modules[key])
 
 
 def _as_file_list(part: Any) -> List[str]:

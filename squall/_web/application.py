@@ -295,15 +295,18 @@ class Application(ReversibleRouter):
         if log_function is not None:
             log_function(handler)
             return
-        stock = type(handler).get_status is _STOCK_GET_STATUS
-        status = handler._status_code if stock else handler.get_status()
-        level = _ACCESS_LOG_LEVELS[min(status // 100, 5)] if status >= 400 else logging.INFO
+        if type(handler).get_status is _STOCK_GET_STATUS:
+            status = handler._status_code
+        else:
+            status = handler.get_status()
+        level = _INFO if status < 400 else _ACCESS_LOG_LEVELS[min(status // 100, 5)]
         if access_log.isEnabledFor(level):
             elapsed = 1000.0 * handler.request.request_time()
             access_log.log(level, "%d %s %.2fms", status, handler._request_summary(), elapsed)
 
 
 # Access log level by status class: client errors warn, server errors are errors.
+_INFO = logging.INFO
 _ACCESS_LOG_LEVELS = {4: logging.WARNING, 5: logging.ERROR}
 
 

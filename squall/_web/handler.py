@@ -808,7 +808,7 @@ class RequestHandler:
                     if self.check_etag_header():
                         self._write_buffer = []
                         self.set_status(304)
-                        status = 304
+                        status = self._status_code
         if status != 200 and _has_no_body(status):
             if self._write_buffer:
                 raise RuntimeError("Cannot send body with %s" % status)

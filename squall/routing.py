@@ -42,11 +42,12 @@ class Router(httputil.HTTPServerConnectionDelegate):
         self, request: httputil.HTTPServerRequest, **kwargs: Any
     ) -> httputil.HTTPMessageDelegate | None:
         """Return a message delegate for ``request``, or None when nothing matches."""
-        raise NotImplementedError()
+        raise NotImplementedError(f"{type(self).__name__} must implement find_handler")
 
     def start_request(
         self, server_conn: object, request_conn: httputil.HTTPConnection
     ) -> httputil.HTTPMessageDelegate:
+        # Which delegate serves the request is known once its head has arrived.
         return _RoutingDelegate(self, server_conn, request_conn)
 
 
@@ -144,6 +145,23 @@ _RuleList = Sequence[
 ]
 
 
+def _as_rule(spec: Any) -> "Rule":
+    """A Rule from an entry of a rules list: a Rule already, or a tuple
+    ``(pattern_or_matcher, target[, kwargs[, name]])``."""
+    if not isinstance(spec, (tuple, list)):
+        return spec
+    if not 2 <= len(spec) <= 4:
+        raise ValueError(f"a rule tuple needs 2 to 4 items, got {spec!r}")
+    matcher, *rest = spec
+    return Rule(PathMatches(matcher) if isinstance(matcher, str) else matcher, *rest)
+
+
+def _connection_of(request: httputil.HTTPServerRequest) -> httputil.HTTPConnection:
+    connection = request.connection
+    assert connection is not None, "a routed request always has its connection"
+    return connection
+
+
 class RuleRouter(Router):
     """A router that tries its rules in order and uses the first one that matches."""
 
@@ -155,15 +173,7 @@ class RuleRouter(Router):
     def add_rules(self, rules: _RuleList) -> None:
         """Append rules; a tuple ``(pattern_or_matcher, target[, kwargs[, name]])`` is
         turned into a :class:`Rule` (a string pattern becomes a :class:`PathMatches`)."""
-        for rule in rules:
-            if isinstance(rule, (tuple, list)):
-                if not 2 <= len(rule) <= 4:
-                    raise ValueError(f"a rule tuple needs 2 to 4 items, got {rule!r}")
-                if isinstance(rule[0], str):
-                    rule = Rule(PathMatches(rule[0]), *rule[1:])
-                else:
-                    rule = Rule(*rule)
-            self.rules.append(self.process_rule(rule))
+        self.rules.extend(self.process_rule(_as_rule(spec)) for spec in rules)
 
     def process_rule(self, rule: Rule) -> Rule:
         """Hook to adjust or check each rule as it is added."""
@@ -172,15 +182,19 @@ class RuleRouter(Router):
     def find_handler(
         self, request: httputil.HTTPServerRequest, **kwargs: Any
     ) -> httputil.HTTPMessageDelegate | None:
-        for rule in self.rules:
-            target_params = rule.matcher.match(request)
-            if target_params is not None:
-                if rule.target_kwargs:
-                    target_params["target_kwargs"] = rule.target_kwargs
-                delegate = self.get_target_delegate(rule.target, request, **target_params)
-                if delegate is not None:
-                    return delegate
-        return None
+        # A matching rule whose target declines (None) lets the search go on.
+        candidates = (self._delegate_for(rule, request) for rule in self.rules)
+        return next((found for found in candidates if found is not None), None)
+
+    def _delegate_for(
+        self, rule: Rule, request: httputil.HTTPServerRequest
+    ) -> httputil.HTTPMessageDelegate | None:
+        params = rule.matcher.match(request)
+        if params is None:
+            return None
+        if rule.target_kwargs:
+            params["target_kwargs"] = rule.target_kwargs
+        return self.get_target_delegate(rule.target, request, **params)
 
     def get_target_delegate(
         self, target: Any, request: httputil.HTTPServerRequest, **target_params: Any
@@ -189,13 +203,12 @@ class RuleRouter(Router):
         if isinstance(target, Router):
             return target.find_handler(request, **target_params)
         if isinstance(target, httputil.HTTPServerConnectionDelegate):
-            assert request.connection is not None
-            return target.start_request(request.server_connection, request.connection)
-        if callable(target):
-            assert request.connection is not None
-            callback = partial(target, **target_params) if target_params else target
-            return _CallableAdapter(callback, request.connection)
-        return None
+            return target.start_request(request.server_connection, _connection_of(request))
+        if not callable(target):
+            return None
+        # A plain callable gets the whole request (body included), plus the match's values.
+        callback = partial(target, **target_params) if target_params else target
+        return _CallableAdapter(callback, _connection_of(request))
 
 
 class ReversibleRuleRouter(ReversibleRouter, RuleRouter):
@@ -207,20 +220,23 @@ class ReversibleRuleRouter(ReversibleRouter, RuleRouter):
 
     def process_rule(self, rule: Rule) -> Rule:
         rule = super().process_rule(rule)
-        if rule.name:
-            if rule.name in self.named_rules:
-                app_log.warning("Multiple handlers named %s; replacing previous value", rule.name)
-            self.named_rules[rule.name] = rule
+        name = rule.name
+        if name:
+            replaced = self.named_rules.get(name)
+            self.named_rules[name] = rule
+            if replaced is not None:
+                app_log.warning("Multiple handlers named %s; replacing previous value", name)
         return rule
 
     def reverse_url(self, name: str, *args: Any) -> str | None:
-        if name in self.named_rules:
-            return self.named_rules[name].matcher.reverse(*args)
-        for rule in self.rules:
-            if isinstance(rule.target, ReversibleRouter):
-                url = rule.target.reverse_url(name, *args)
-                if url is not None:
-                    return url
+        own = self.named_rules.get(name)
+        if own is not None:
+            return own.matcher.reverse(*args)
+        # Otherwise the first nested router that knows the name answers.
+        for router in (r.target for r in self.rules if isinstance(r.target, ReversibleRouter)):
+            url = router.reverse_url(name, *args)
+            if url is not None:
+                return url
         return None
 
 
@@ -234,12 +250,10 @@ class Rule:
         target_kwargs: dict[str, Any] | None = None,
         name: str | None = None,
     ) -> None:
-        if isinstance(target, str):
-            # Late import by dotted name lets a rule name a handler defined elsewhere.
-            target = import_object(target)
         self.matcher = matcher
-        self.target = target
-        self.target_kwargs = target_kwargs if target_kwargs else {}
+        # A dotted name ("package.module.Handler") is imported when the rule is made.
+        self.target = import_object(target) if isinstance(target, str) else target
+        self.target_kwargs = target_kwargs or {}
         self.name = name
 
     def reverse(self, *args: Any) -> str | None:
@@ -257,11 +271,18 @@ class Matcher:
 
     def match(self, request: httputil.HTTPServerRequest) -> dict[str, Any] | None:
         """Return the parameters for the target when ``request`` matches, else None."""
-        raise NotImplementedError()
+        raise NotImplementedError(f"{type(self).__name__} must implement match")
 
     def reverse(self, *args: Any) -> str | None:
         """Rebuild a URL from arguments, when the matcher can."""
         return None
+
+
+def _anchor(pattern: str | Pattern[str]) -> Pattern[str]:
+    # A pattern given as text must match the whole value, so it gets its "$".
+    if not isinstance(pattern, str):
+        return pattern
+    return re.compile(pattern if pattern.endswith("$") else pattern + "$")
 
 
 class AnyMatches(Matcher):
@@ -271,14 +292,6 @@ class AnyMatches(Matcher):
         return {}
 
 
-def _anchor(pattern: str | Pattern[str]) -> Pattern[str]:
-    if isinstance(pattern, str):
-        if not pattern.endswith("$"):
-            pattern += "$"
-        return re.compile(pattern)
-    return pattern
-
-
 class HostMatches(Matcher):
     """Matches requests whose host name matches a regular expression."""
 
@@ -286,9 +299,7 @@ class HostMatches(Matcher):
         self.host_pattern = _anchor(host_pattern)
 
     def match(self, request: httputil.HTTPServerRequest) -> dict[str, Any] | None:
-        if self.host_pattern.match(request.host_name):
-            return {}
-        return None
+        return {} if self.host_pattern.match(request.host_name) else None
 
 
 class DefaultHostMatches(Matcher):
@@ -352,17 +363,11 @@ class PathMatches(Matcher):
             return None
         if not self.regex.groups:
             return {}
+        # Named groups become keyword arguments, unnamed ones positional (never both).
         if self.regex.groupindex:
-            return {
-                "path_args": [],
-                "path_kwargs": {
-                    str(key): _unquote_or_none(value) for key, value in found.groupdict().items()
-                },
-            }
-        return {
-            "path_args": [_unquote_or_none(value) for value in found.groups()],
-            "path_kwargs": {},
-        }
+            named = {str(k): _unquote_or_none(v) for k, v in found.groupdict().items()}
+            return {"path_args": [], "path_kwargs": named}
+        return {"path_args": [_unquote_or_none(v) for v in found.groups()], "path_kwargs": {}}
 
     def reverse(self, *args: Any) -> str | None:
         if self._path is None:
@@ -371,45 +376,41 @@ class PathMatches(Matcher):
             raise ValueError(
                 f"{self.regex.pattern} needs {self._group_count} arguments, got {len(args)}"
             )
-        if not args:
-            return self._path.replace("%%", "%")
-        converted = []
-        for arg in args:
-            if not isinstance(arg, (str, bytes)):
-                arg = str(arg)
-            converted.append(_url_quote(arg if isinstance(arg, bytes) else arg.encode(), safe=""))
-        return self._path % tuple(converted)
+        # (The template doubles literal %, so formatting restores it even without args.)
+        return self._path % tuple(_url_quote(_url_bytes(arg), safe="") for arg in args)
 
     def _find_groups(self) -> tuple[str | None, int | None]:
         """Build a ``%s`` template from the pattern, or (None, None) when it is too
         complex to reverse (nested or non-capturing groups, character classes outside
         groups)."""
-        pattern = self.regex.pattern
-        if pattern.startswith("^"):
-            pattern = pattern[1:]
-        if pattern.endswith("$"):
-            pattern = pattern[:-1]
-        if self.regex.groups != pattern.count("("):
+        body = self.regex.pattern
+        body = body[1:] if body.startswith("^") else body
+        body = body[:-1] if body.endswith("$") else body
+        if body.count("(") != self.regex.groups:
             return None, None
-        pieces = []
-        for fragment in pattern.split("("):
-            if ")" in fragment:
-                literal = fragment[fragment.index(")") + 1 :]
-                prefix = "%s"
-            else:
-                literal = fragment
-                prefix = ""
-            try:
-                unescaped = _regex_unescape(literal)
-            except ValueError:
-                return None, None
-            pieces.append(prefix + unescaped.replace("%", "%%"))
+        # Each "(" opens a group; after its ")" comes literal text up to the next "(".
+        leading, *groups = body.split("(")
+        try:
+            pieces = [_template_text(leading)]
+            pieces += ["%s" + _template_text(group.partition(")")[2]) for group in groups]
+        except ValueError:
+            return None, None
         return "".join(pieces), self.regex.groups
+
+
+def _template_text(fragment: str) -> str:
+    return _regex_unescape(fragment).replace("%", "%%")
+
+
+def _url_bytes(arg: Any) -> bytes:
+    return arg if isinstance(arg, bytes) else str(arg).encode()
 
 
 class URLSpec(Rule):
     """A path rule for :class:`~squall.web.Application`: pattern, handler class, keyword
     arguments for the handler's ``initialize`` and an optional name for ``reverse_url``."""
+
+    matcher: PathMatches
 
     def __init__(
         self,
@@ -418,9 +419,9 @@ class URLSpec(Rule):
         kwargs: dict[str, Any] | None = None,
         name: str | None = None,
     ) -> None:
-        matcher = PathMatches(pattern)
-        super().__init__(matcher, handler, kwargs, name)
-        self.regex = matcher.regex
+        super().__init__(PathMatches(pattern), handler, kwargs, name)
+        # URLSpec's own names for what Rule holds, kept for code that uses them.
+        self.regex = self.matcher.regex
         self.handler_class = self.target
         self.kwargs = kwargs
 
@@ -468,18 +469,5 @@ class _CallableAdapter(httputil.HTTPMessageDelegate):
 
 def _parse_request_body(request: httputil.HTTPServerRequest) -> None:
     """Fill the request's body and file arguments from a form-encoded or multipart body."""
-    if not request.body:
-        return
-    parse = getattr(request, "_parse_body", None)
-    if parse is not None:
-        parse()
-        return
-    httputil.parse_body_arguments(
-        request.headers.get("Content-Type", ""),
-        request.body,
-        request.body_arguments,
-        request.files,
-        request.headers,
-    )
-    for name, values in request.body_arguments.items():
-        request.arguments.setdefault(name, []).extend(values)
+    if request.body:
+        request._parse_body()

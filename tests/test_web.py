@@ -993,3 +993,106 @@ class TestOverriddenResponseHooks:
     async def test_overridden_log_replaces_access_log(self, fetch):
         await fetch("/")
         assert self.calls.count("_log") == 1
+
+
+class TestHooksHonoured:
+    """The per-request shortcuts step aside for overridden hooks (as Tornado calls them)."""
+
+    @pytest.fixture
+    def app(self):
+        self.calls = []
+        calls = self.calls
+
+        class Hooked(RequestHandler):
+            def set_default_headers(self):
+                calls.append("set_default_headers")
+                self.set_header("X-Default", "yes")
+
+            def prepare(self):
+                calls.append("prepare")
+
+            def set_header(self, name, value):
+                calls.append(("set_header", name))
+                super().set_header(name, value)
+
+            def add_header(self, name, value):
+                calls.append(("add_header", name))
+                super().add_header(name, value)
+
+            def get_status(self):
+                calls.append("get_status")
+                return super().get_status()
+
+            def on_finish(self):
+                calls.append("on_finish")
+
+            def get(self):
+                self.set_cookie("a", "1")
+                self.write({"json": True})
+
+        return Application([("/", Hooked)])
+
+    async def test_hooks_are_called(self, fetch, caplog):
+        with caplog.at_level(logging.INFO, logger="squall.access"):
+            response = await fetch("/")
+        assert json.loads(response.body) == {"json": True}
+        assert response.headers["X-Default"] == "yes"
+        assert response.headers["Content-Type"] == "application/json; charset=UTF-8"
+        assert response.headers["Set-Cookie"].startswith("a=1")
+        calls = self.calls
+        assert calls.index("set_default_headers") < calls.index("prepare")
+        assert ("set_header", "Content-Type") in calls  # write(dict)
+        assert ("add_header", "Set-Cookie") in calls
+        assert "get_status" in calls  # (access log)
+        assert calls[-1] == "on_finish"
+
+
+class TestDecodeXsrfTokenOverride:
+    @pytest.fixture
+    def app(self):
+        self.decoded = []
+        decoded = self.decoded
+
+        class Form(RequestHandler):
+            def _decode_xsrf_token(self, cookie):
+                decoded.append(cookie)
+                return super()._decode_xsrf_token(cookie)
+
+            def get(self):
+                self.write(self.xsrf_token)
+
+            def post(self):
+                self.write("ok")
+
+        return Application([("/", Form)], xsrf_cookies=True)
+
+    async def test_cookie_and_submitted_token_go_through_the_hook(self, fetch):
+        token = (await fetch("/")).body.decode()
+        response = await fetch(
+            "/",
+            method="POST",
+            body=urllib.parse.urlencode({"_xsrf": token}),
+            headers={"Cookie": "_xsrf=" + token},
+        )
+        assert (response.code, response.body) == (200, b"ok")
+        assert token in self.decoded and len(self.decoded) == 2
+
+
+def test_ui_module_call_returns_text():
+    from squall.httputil import HTTPServerRequest
+    from squall.web import UIModule
+
+    class Bytes(UIModule):
+        def render(self):
+            return b"caf\xc3\xa9"
+
+    class Connection:
+        def set_close_callback(self, callback):
+            pass
+
+    app = Application(ui_modules={"Bytes": Bytes})
+    handler = RequestHandler(app, HTTPServerRequest(uri="/", connection=Connection()))
+    assert handler.ui["modules"].Bytes() == "café"
+    assert not hasattr(handler.ui["modules"], "Missing")
+    with pytest.raises(KeyError):
+        handler.ui["modules"]["Missing"]

@@ -5,7 +5,7 @@ import http.cookies
 
 import pytest
 
-from squall._web_cookies import format_set_cookie
+from squall._web.cookies import format_set_cookie
 
 
 def test_plain_and_quoted_values():

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from squall._web_signing import decode_xsrf_token, encode_xsrf_token
+from squall._web.signing import decode_xsrf_token, encode_xsrf_token
 from squall.web import (
     _create_signature_v1,
     _create_signature_v2,

@@ -211,10 +211,93 @@ def test_version_cache_is_bounded(static_dir):
 
 
 def test_parse_request_range():
-    from squall._web_static import _parse_request_range
+    from squall._web.static import _parse_request_range
 
     assert _parse_request_range("bytes=1-2") == (1, 3)
     assert _parse_request_range("bytes=-3") == (-3, None)
     assert _parse_request_range("bytes=5-") == (5, None)
     assert _parse_request_range("items=1-2") is None
     assert _parse_request_range("bytes=a-b") is None
+
+
+class SearchPathHandler(StaticFileHandler):
+    """Serves each file from the first of several directories that has it: the
+    ``static_path`` setting is a list (the way Jupyter's FileFindHandler works)."""
+
+    @classmethod
+    def get_absolute_path(cls, root, path):
+        for directory in root:
+            candidate = os.path.abspath(os.path.join(directory, path))
+            if not candidate.startswith(os.path.abspath(directory) + os.sep):
+                raise HTTPError(403)
+            if os.path.isfile(candidate):
+                return candidate
+        return os.path.abspath(os.path.join(root[0], path))
+
+    def validate_absolute_path(self, root, absolute_path):
+        # The stock checks, against the directory the file was found in.
+        for directory in root:
+            if absolute_path.startswith(os.path.abspath(directory) + os.sep):
+                return super().validate_absolute_path(directory, absolute_path)
+        raise HTTPError(403)
+
+
+class TestSearchPathSubclass:
+    """A subclass overriding get_absolute_path decides where files are, for static_url
+    (make_static_url, get_version) as much as for serving them."""
+
+    @pytest.fixture
+    def directories(self, tmp_path):
+        first, second = tmp_path / "first", tmp_path / "second"
+        first.mkdir()
+        second.mkdir()
+        (first / "app.css").write_bytes(b"first css")
+        (second / "app.css").write_bytes(b"shadowed css")
+        (second / "app.js").write_bytes(b"second js")
+        (tmp_path / "secret.txt").write_bytes(b"secret")
+        SearchPathHandler.reset()
+        yield [str(first), str(second)]
+        SearchPathHandler.reset()
+
+    @pytest.fixture
+    def app(self, directories):
+        from squall.template import DictLoader
+
+        class PageHandler(RequestHandler):
+            def get(self):
+                self.render("page.html")
+
+        page = '<link href="{{ static_url("app.css") }}"><script src="{{ static_url("app.js") }}">'
+        return Application(
+            [(r"/page", PageHandler)],
+            static_path=directories,
+            static_handler_class=SearchPathHandler,
+            template_loader=DictLoader({"page.html": page}),
+        )
+
+    async def test_static_url_in_a_template(self, fetch):
+        response = await fetch("/page")
+        assert response.code == 200
+        css = hashlib.sha512(b"first css").hexdigest()
+        js = hashlib.sha512(b"second js").hexdigest()
+        assert response.body.decode() == (
+            f'<link href="/static/app.css?v={css}"><script src="/static/app.js?v={js}">'
+        )
+
+    async def test_files_served_from_every_directory(self, fetch):
+        css = await fetch("/static/app.css")
+        assert (css.code, css.body) == (200, b"first css")
+        assert css.headers["Etag"] == '"%s"' % hashlib.sha512(b"first css").hexdigest()
+        js = await fetch("/static/app.js?v=1")
+        assert (js.code, js.body) == (200, b"second js")
+        assert js.headers["Cache-Control"] == "max-age=%d" % StaticFileHandler.CACHE_MAX_AGE
+        assert (await fetch("/static/missing.txt")).code == 404
+        assert (await fetch("/static/..%2Fsecret.txt")).code == 403
+
+    def test_get_version_uses_the_override(self, directories):
+        settings = {"static_path": directories}
+        expected = hashlib.sha512(b"second js").hexdigest()
+        assert SearchPathHandler.get_version(settings, "app.js") == expected
+        assert (
+            SearchPathHandler.make_static_url(settings, "app.js") == "/static/app.js?v=" + expected
+        )

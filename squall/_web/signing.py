@@ -26,6 +26,7 @@ MIN_SUPPORTED_SIGNED_VALUE_VERSION = 1
 MAX_SUPPORTED_SIGNED_VALUE_VERSION = 2
 
 _CookieSecretTypes = Union[str, bytes, Dict[int, str], Dict[int, bytes]]
+_Clock = Callable[[], float]  # seconds since the epoch, like time.time
 
 # Values older than this (in days) are refused whatever max_age_days says, and a timestamp
 # this far in the future betrays tampering.
@@ -60,15 +61,14 @@ def create_signed_value(
     name: str,
     value: str | bytes,
     version: int | None = None,
-    clock: Callable[[], float] | None = None,
+    clock: _Clock | None = None,
     key_version: int | None = None,
 ) -> bytes:
     """Sign ``value`` under ``name`` with a timestamp so it can be checked later."""
+    now = (clock or time.time)()
     if version is None:
         version = DEFAULT_SIGNED_VALUE_VERSION
-    if clock is None:
-        clock = time.time
-    timestamp = str(int(clock())).encode("ascii")
+    timestamp = str(int(now)).encode("ascii")
     encoded = base64.b64encode(_as_bytes(value))
     if version == 1:
         if isinstance(secret, dict):
@@ -116,14 +116,12 @@ def decode_signed_value(
     name: str,
     value: None | str | bytes,
     max_age_days: float = 31,
-    clock: Callable[[], float] | None = None,
+    clock: _Clock | None = None,
     min_version: int | None = None,
 ) -> bytes | None:
     """Return the original value if the signature, name and age check out, else None."""
-    if clock is None:
-        clock = time.time
-    if min_version is None:
-        min_version = DEFAULT_SIGNED_VALUE_MIN_VERSION
+    clock = clock or time.time
+    min_version = DEFAULT_SIGNED_VALUE_MIN_VERSION if min_version is None else min_version
     if min_version > 2:
         raise ValueError(f"Unsupported min_version {min_version}")
     if not value:
@@ -149,11 +147,7 @@ def _parse_timestamp(raw: bytes) -> int | None:
 
 
 def _decode_signed_value_v1(
-    secret: str | bytes,
-    name: str,
-    value: bytes,
-    max_age_days: float,
-    clock: Callable[[], float],
+    secret: str | bytes, name: str, value: bytes, max_age_days: float, clock: _Clock
 ) -> bytes | None:
     parts = value.split(b"|")
     if len(parts) != 3:
@@ -211,11 +205,7 @@ def _decode_fields_v2(value: bytes) -> tuple[int, bytes, bytes, bytes, bytes]:
 
 
 def _decode_signed_value_v2(
-    secret: _CookieSecretTypes,
-    name: str,
-    value: bytes,
-    max_age_days: float,
-    clock: Callable[[], float],
+    secret: _CookieSecretTypes, name: str, value: bytes, max_age_days: float, clock: _Clock
 ) -> bytes | None:
     try:
         key_version, raw_timestamp, name_field, value_field, signature = _decode_fields_v2(value)

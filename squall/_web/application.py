@@ -1,7 +1,4 @@
-"""Application: the rule table of a web app, and the delegate that runs one handler.
-
-Part of :mod:`squall.web` (import that module, which loads this one).
-"""
+"""Application: the rule table of a web app, and the delegate that runs one handler."""
 
 from __future__ import annotations
 
@@ -10,13 +7,26 @@ import logging
 import re
 import socket
 import types
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Dict, List, Optional, Type, Union
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Awaitable,
+    Callable,
+    Dict,
+    Iterator,
+    List,
+    Optional,
+    Tuple,
+    Type,
+    Union,
+)
 
 from squall import httputil
-from squall._web_handlers import ErrorHandler
-from squall._web_static import StaticFileHandler
-from squall._web_transforms import GZipContentEncoding, OutputTransform
-from squall._web_ui import TemplateModule, UIModule, _linkify, _xsrf_form_html
+from squall._web.handler import _STOCK_GET_STATUS, RequestHandler, _has_stream_request_body
+from squall._web.handlers import ErrorHandler
+from squall._web.static import StaticFileHandler
+from squall._web.transforms import GZipContentEncoding, OutputTransform
+from squall._web.ui import TemplateModule, UIModule, _linkify, _xsrf_form_html
 from squall.log import access_log
 from squall.routing import (
     AnyMatches,
@@ -29,7 +39,6 @@ from squall.routing import (
     _parse_request_body,
     _RuleList,
 )
-from squall.web import RequestHandler, _has_stream_request_body
 
 if TYPE_CHECKING:
     from squall.httpserver import HTTPServer
@@ -107,6 +116,31 @@ class _ApplicationRouter(ReversibleRuleRouter):
         return super().get_target_delegate(target, request, **target_params)
 
 
+# Debug mode turns these on (or off) unless the application chose otherwise.
+_DEBUG_DEFAULTS = (
+    ("autoreload", True),
+    ("compiled_template_cache", False),
+    ("static_hash_cache", False),
+    ("serve_traceback", True),
+)
+
+# Besides everything under static_url_prefix, the static handler answers for these two
+# files at the root of the site (most specific first, as rules are tried in order).
+_ROOT_STATIC_FILES = (r"/(robots\.txt)", r"/(favicon\.ico)")
+
+
+def _named_entries(source: Any) -> Iterator[Tuple[str, Any]]:
+    """(name, value) pairs from a module, a dict, or a list of those (nested freely)."""
+    if isinstance(source, types.ModuleType):
+        for name in dir(source):
+            yield name, getattr(source, name)
+    elif isinstance(source, list):
+        for part in source:
+            yield from _named_entries(part)
+    else:
+        yield from source.items()
+
+
 class Application(ReversibleRouter):
     """A collection of request handlers forming a web application; an
     :class:`~squall.httputil.HTTPServerConnectionDelegate` to give to an HTTPServer."""
@@ -118,14 +152,12 @@ class Application(ReversibleRouter):
         transforms: Optional[List[Type["OutputTransform"]]] = None,
         **settings: Any,
     ) -> None:
-        if transforms is None:
-            self.transforms: List[Type[OutputTransform]] = []
-            if settings.get("compress_response") or settings.get("gzip"):
-                self.transforms.append(GZipContentEncoding)
-        else:
-            self.transforms = transforms
-        self.default_host = default_host
         self.settings = settings
+        self.default_host = default_host
+        if transforms is None:
+            compress = settings.get("compress_response") or settings.get("gzip")
+            transforms = [GZipContentEncoding] if compress else []
+        self.transforms: List[Type[OutputTransform]] = transforms
         self.ui_modules: Dict[str, Type[UIModule]] = {
             "linkify": _linkify,
             "xsrf_form_html": _xsrf_form_html,
@@ -134,30 +166,34 @@ class Application(ReversibleRouter):
         self.ui_methods: Dict[str, Callable[..., str]] = {}
         self._load_ui_modules(settings.get("ui_modules", {}))
         self._load_ui_methods(settings.get("ui_methods", {}))
+        rules = list(handlers or [])
         if settings.get("static_path"):
-            path = settings["static_path"]
-            handlers = list(handlers or [])
-            static_url_prefix = settings.get("static_url_prefix", "/static/")
-            static_handler_class = settings.get("static_handler_class", StaticFileHandler)
-            static_handler_args = settings.get("static_handler_args", {})
-            static_handler_args["path"] = path
-            for pattern in [
-                re.escape(static_url_prefix) + r"(.*)",
-                r"/(favicon\.ico)",
-                r"/(robots\.txt)",
-            ]:
-                handlers.insert(0, (pattern, static_handler_class, static_handler_args))
-        if self.settings.get("debug"):
-            self.settings.setdefault("autoreload", True)
-            self.settings.setdefault("compiled_template_cache", False)
-            self.settings.setdefault("static_hash_cache", False)
-            self.settings.setdefault("serve_traceback", True)
-        self.wildcard_router = _ApplicationRouter(self, handlers)
+            rules[:0] = self._static_rules()
+        if settings.get("debug"):
+            for name, value in _DEBUG_DEFAULTS:
+                settings.setdefault(name, value)
+        self.wildcard_router = _ApplicationRouter(self, rules)
         self.default_router = _ApplicationRouter(self, [Rule(AnyMatches(), self.wildcard_router)])
-        if self.settings.get("autoreload"):
+        if settings.get("autoreload"):
             from squall import autoreload
 
             autoreload.start()
+
+    def _static_rules(self) -> List[Any]:
+        settings = self.settings
+        # The static_handler_args setting itself is completed with the directory, so an
+        # application that reads it later sees what the handler got.
+        arguments = settings.get("static_handler_args", {})
+        arguments["path"] = settings["static_path"]
+        handler_class = self._static_handler_class()
+        under_prefix = re.escape(settings.get("static_url_prefix", "/static/")) + "(.*)"
+        return [
+            (pattern, handler_class, arguments) for pattern in (*_ROOT_STATIC_FILES, under_prefix)
+        ]
+
+    def _static_handler_class(self) -> Type[StaticFileHandler]:
+        # Read at each use: settings may change after the application is built.
+        return self.settings.get("static_handler_class", StaticFileHandler)
 
     def listen(
         self,
@@ -170,79 +206,70 @@ class Application(ReversibleRouter):
         reuse_port: bool = False,
         **kwargs: Any,
     ) -> "HTTPServer":
-        """Start an HTTPServer for this application on ``port`` and return it."""
+        """Start an HTTPServer for this application on ``port`` and return it (keyword
+        arguments ``listen`` does not take go to the server)."""
         from squall.httpserver import HTTPServer
 
         server = HTTPServer(self, **kwargs)
         server.listen(
-            port,
-            address=address,
-            family=family,
-            backlog=backlog,
-            flags=flags,
-            reuse_port=reuse_port,
+            port, address, family=family, backlog=backlog, flags=flags, reuse_port=reuse_port
         )
         return server
 
     def add_handlers(self, host_pattern: str, host_handlers: _RuleList) -> None:
         """Add handlers for hosts matching ``host_pattern``; host rules are tried in the
         order added, before the wildcard rules."""
-        host_matcher = HostMatches(host_pattern)
-        rule = Rule(host_matcher, _ApplicationRouter(self, host_handlers))
-        self.default_router.rules.insert(-1, rule)
+        matcher = HostMatches(host_pattern)
+        # The last rule is the catch-all leading to wildcard_router: host rules go before.
+        rules = self.default_router.rules
+        rules.insert(len(rules) - 1, Rule(matcher, _ApplicationRouter(self, host_handlers)))
         if self.default_host is not None:
-            self.wildcard_router.add_rules(
-                [(DefaultHostMatches(self, host_matcher.host_pattern), host_handlers)]
-            )
+            # A request for an unknown host reaches them too when default_host matches.
+            via_default = DefaultHostMatches(self, matcher.host_pattern)
+            self.wildcard_router.add_rules([(via_default, host_handlers)])
 
     def add_transform(self, transform_class: Type["OutputTransform"]) -> None:
         self.transforms.append(transform_class)
 
     def _load_ui_methods(self, methods: Any) -> None:
-        if isinstance(methods, types.ModuleType):
-            self._load_ui_methods({n: getattr(methods, n) for n in dir(methods)})
-        elif isinstance(methods, list):
-            for entry in methods:
-                self._load_ui_methods(entry)
-        else:
-            for name, function in methods.items():
-                if not name.startswith("_") and callable(function) and name[0].lower() == name[0]:
-                    self.ui_methods[name] = function
+        for name, function in _named_entries(methods):
+            # A module brings its imports and classes along: only public functions with
+            # a lower-case name count.
+            if callable(function) and not name.startswith("_") and name[0].lower() == name[0]:
+                self.ui_methods[name] = function
 
     def _load_ui_modules(self, modules: Any) -> None:
-        if isinstance(modules, types.ModuleType):
-            self._load_ui_modules({n: getattr(modules, n) for n in dir(modules)})
-        elif isinstance(modules, list):
-            for entry in modules:
-                self._load_ui_modules(entry)
-        else:
-            for name, cls in modules.items():
-                if isinstance(cls, type) and issubclass(cls, UIModule):
-                    self.ui_modules[name] = cls
+        for name, cls in _named_entries(modules):
+            if isinstance(cls, type) and issubclass(cls, UIModule):
+                self.ui_modules[name] = cls
 
     def __call__(self, request: httputil.HTTPServerRequest) -> Optional[Awaitable[None]]:
         """Handle a whole request (the older callback interface of HTTPServer)."""
-        dispatcher = self.find_handler(request)
-        return dispatcher.execute()
+        return self.find_handler(request).execute()
 
     def find_handler(
         self, request: httputil.HTTPServerRequest, **kwargs: Any
     ) -> "_HandlerDelegate":
-        default_rules = self.default_router.rules
-        if len(default_rules) == 1 and default_rules[0].target is self.wildcard_router:
+        router = self.default_router
+        rules = router.rules
+        if (
+            len(rules) == 1
+            and rules[0].target is self.wildcard_router
+            and type(router) is _ApplicationRouter
+        ):
             # No host-specific handlers: skip the catch-all level.
             route = self.wildcard_router.find_handler(request)
         else:
-            route = self.default_router.find_handler(request)
+            route = router.find_handler(request)
         if route is not None:
             return route  # type: ignore[return-value]
-        if self.settings.get("default_handler_class"):
-            return self.get_handler_delegate(
-                request,
-                self.settings["default_handler_class"],
-                self.settings.get("default_handler_args", {}),
-            )
-        return self.get_handler_delegate(request, ErrorHandler, {"status_code": 404})
+        settings = self.settings
+        handler_class = settings.get("default_handler_class")
+        if handler_class:
+            handler_kwargs = settings.get("default_handler_args", {})
+        else:
+            handler_class, handler_kwargs = ErrorHandler, {"status_code": 404}
+        return self.get_handler_delegate(request, handler_class, handler_kwargs)
 
     def get_handler_delegate(
         self,
@@ -257,10 +284,10 @@ class Application(ReversibleRouter):
 
     def reverse_url(self, name: str, *args: Any) -> str:
         """The URL path of the handler named ``name``; KeyError if there is none."""
-        reversed_url = self.default_router.reverse_url(name, *args)
-        if reversed_url is not None:
-            return reversed_url
-        raise KeyError("%s not found in named urls" % name)
+        url = self.default_router.reverse_url(name, *args)
+        if url is None:
+            raise KeyError("%s not found in named urls" % name)
+        return url
 
     def log_request(self, handler: RequestHandler) -> None:
         """Log a finished request (the ``log_function`` setting replaces this)."""
@@ -268,17 +295,19 @@ class Application(ReversibleRouter):
         if log_function is not None:
             log_function(handler)
             return
-        status = handler._status_code
-        if status < 400:
-            level = logging.INFO
-        elif status < 500:
-            level = logging.WARNING
+        if type(handler).get_status is _STOCK_GET_STATUS:
+            status = handler._status_code
         else:
-            level = logging.ERROR
-        if not access_log.isEnabledFor(level):
-            return
-        request_time = 1000.0 * handler.request.request_time()
-        access_log.log(level, "%d %s %.2fms", status, handler._request_summary(), request_time)
+            status = handler.get_status()
+        level = _INFO if status < 400 else _ACCESS_LOG_LEVELS[min(status // 100, 5)]
+        if access_log.isEnabledFor(level):
+            elapsed = 1000.0 * handler.request.request_time()
+            access_log.log(level, "%d %s %.2fms", status, handler._request_summary(), elapsed)
+
+
+# Access log level by status class: client errors warn, server errors are errors.
+_INFO = logging.INFO
+_ACCESS_LOG_LEVELS = {4: logging.WARNING, 5: logging.ERROR}
 
 
 # find_handler builds the delegate itself unless an application overrides this.
@@ -372,13 +401,12 @@ class _HandlerDelegate(httputil.HTTPMessageDelegate):
     def execute(self) -> Optional[Awaitable[None]]:
         application = self.application
         settings = application.settings
+        # With these caches off (debug mode), templates and static versions are read
+        # afresh for every request, so edits show without a restart.
         if not settings.get("compiled_template_cache", True):
-            with RequestHandler._template_loader_lock:
-                for loader in RequestHandler._template_loaders.values():
-                    loader.reset()
+            RequestHandler._reset_template_loaders()
         if not settings.get("static_hash_cache", True):
-            static_handler_class = settings.get("static_handler_class", StaticFileHandler)
-            static_handler_class.reset()
+            application._static_handler_class().reset()
         request = self.request
         assert request is not None
         handler = self.handler_class(application, request, **self.handler_kwargs)

@@ -1,7 +1,4 @@
-"""Ready-made handlers (errors, redirects, fallback) and the method decorators.
-
-Part of :mod:`squall.web` (import that module, which loads this one).
-"""
+"""Ready-made handlers (errors, redirects, fallback) and the method decorators."""
 
 from __future__ import annotations
 
@@ -11,7 +8,11 @@ import urllib.parse
 from typing import Any, Awaitable, Callable, List, Optional, Tuple
 
 from squall import httputil
-from squall.web import HTTPError, RequestHandler
+from squall._web.errors import HTTPError
+from squall._web.handler import RequestHandler
+
+# A callable serving a whole request, as HTTPServer accepts one (a WSGIContainer, say).
+_ServerCallable = Callable[[httputil.HTTPServerRequest], None]
 
 
 def _is_protocol_relative(path: str) -> bool:
@@ -19,6 +20,18 @@ def _is_protocol_relative(path: str) -> bool:
     slashes, tabs and newlines are dropped)."""
     cleaned = path.replace("\t", "").replace("\r", "").replace("\n", "").replace("\\", "/")
     return cleaned.startswith("//")
+
+
+_SLASH_REDIRECT_METHODS = ("GET", "HEAD")
+
+
+def _redirect_to_path(handler: RequestHandler, path: str) -> None:
+    """Redirect permanently to ``path``, keeping the request's query string."""
+    if _is_protocol_relative(path):
+        # "//host/..." would send the browser to another site.
+        raise HTTPError(403, "cannot redirect path with two initial slashes")
+    query = handler.request.query
+    handler.redirect(path + "?" + query if query else path, permanent=True)
 
 
 def removeslash(
@@ -29,19 +42,16 @@ def removeslash(
     @functools.wraps(method)
     def wrapper(self: RequestHandler, *args: Any, **kwargs: Any) -> Optional[Awaitable[None]]:
         path = self.request.path
-        if path.endswith("/"):
-            if self.request.method in ("GET", "HEAD"):
-                target = path.rstrip("/")
-                if target:
-                    if _is_protocol_relative(target):
-                        raise HTTPError(403, "cannot redirect path with two initial slashes")
-                    if self.request.query:
-                        target += "?" + self.request.query
-                    self.redirect(target, permanent=True)
-                    return None
-            else:
-                raise HTTPError(404)
-        return method(self, *args, **kwargs)
+        if not path.endswith("/"):
+            return method(self, *args, **kwargs)
+        if self.request.method not in _SLASH_REDIRECT_METHODS:
+            raise HTTPError(404)
+        trimmed = path.rstrip("/")
+        if not trimmed:
+            # "/" has no form without the slash: it is served as it is.
+            return method(self, *args, **kwargs)
+        _redirect_to_path(self, trimmed)
+        return None
 
     return wrapper
 
@@ -54,19 +64,24 @@ def addslash(
     @functools.wraps(method)
     def wrapper(self: RequestHandler, *args: Any, **kwargs: Any) -> Optional[Awaitable[None]]:
         path = self.request.path
-        if not path.endswith("/"):
-            if self.request.method in ("GET", "HEAD"):
-                target = path + "/"
-                if _is_protocol_relative(target):
-                    raise HTTPError(403, "cannot redirect path with two initial slashes")
-                if self.request.query:
-                    target += "?" + self.request.query
-                self.redirect(target, permanent=True)
-                return None
+        if path.endswith("/"):
+            return method(self, *args, **kwargs)
+        if self.request.method not in _SLASH_REDIRECT_METHODS:
             raise HTTPError(404)
-        return method(self, *args, **kwargs)
+        _redirect_to_path(self, path + "/")
+        return None
 
     return wrapper
+
+
+def _login_redirect_url(handler: RequestHandler) -> str:
+    login_url = handler.get_login_url()
+    if "?" in login_url:
+        return login_url  # (the application wrote the query itself)
+    # A login page on another site needs an absolute way back.
+    request = handler.request
+    back = request.full_url() if urllib.parse.urlsplit(login_url).scheme else request.uri
+    return login_url + "?" + urllib.parse.urlencode({"next": back})
 
 
 def authenticated(
@@ -77,19 +92,12 @@ def authenticated(
 
     @functools.wraps(method)
     def wrapper(self: RequestHandler, *args: Any, **kwargs: Any) -> Optional[Awaitable[None]]:
-        if not self.current_user:
-            if self.request.method in ("GET", "HEAD"):
-                login_url = self.get_login_url()
-                if "?" not in login_url:
-                    if urllib.parse.urlsplit(login_url).scheme:
-                        next_url = self.request.full_url()
-                    else:
-                        next_url = self.request.uri  # type: ignore[assignment]
-                    login_url += "?" + urllib.parse.urlencode(dict(next=next_url))
-                self.redirect(login_url)
-                return None
+        if self.current_user:
+            return method(self, *args, **kwargs)
+        if self.request.method not in _SLASH_REDIRECT_METHODS:
             raise HTTPError(403)
-        return method(self, *args, **kwargs)
+        self.redirect(_login_redirect_url(self))
+        return None
 
     return wrapper
 
@@ -101,15 +109,15 @@ class ErrorHandler(RequestHandler):
         self.set_status(status_code)
 
     def prepare(self) -> None:
-        raise HTTPError(self._status_code)
+        raise HTTPError(self.get_status())
+
+    # An error page changes nothing, so it needs neither an XSRF token nor a trusted
+    # origin: a POST to a missing page gets its 404, not a 403.
 
     def check_xsrf_cookie(self) -> None:
-        # An error page changes nothing, so it needs no XSRF token; without this a POST
-        # to a missing page would get 403 instead of 404.
-        pass
+        return None
 
     def check_trusted_origin(self, origin: str) -> bool:
-        # Likewise for cross-origin protection.
         return True
 
 
@@ -188,12 +196,15 @@ class RedirectHandler(RequestHandler):
 class FallbackHandler(RequestHandler):
     """Passes requests to another server callable (e.g. a WSGIContainer)."""
 
-    def initialize(  # type: ignore[override]
-        self, fallback: Callable[[httputil.HTTPServerRequest], None]
-    ) -> None:
+    def initialize(self, fallback: _ServerCallable) -> None:  # type: ignore[override]
         self.fallback = fallback
 
     def prepare(self) -> None:
         self.fallback(self.request)
+        self._stand_down()
+
+    def _stand_down(self) -> None:
+        # The fallback answered on the connection itself: this handler must write nothing
+        # more, though on_finish runs as after any finished request.
         self._finished = True
         self.on_finish()

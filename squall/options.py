@@ -289,16 +289,11 @@ class OptionParser:
         """Every option's value, by name."""
         return self.group_dict("")
 
+    # (the parameters are Tornado's documented API: names, order and defaults)
     def define(
-        self,
-        name: str,
-        default: Any = None,
-        type: type | None = None,
-        help: str | None = None,
-        metavar: str | None = None,
-        multiple: bool = False,
-        group: str | None = None,
-        callback: Callable[[Any], None] | None = None,
+        self, name: str, default: Any = None, type: type | None = None,
+        help: str | None = None, metavar: str | None = None, multiple: bool = False,
+        group: str | None = None, callback: Callable[[Any], None] | None = None,
     ) -> None:
         """Define a new option.
 

@@ -1,0 +1,118 @@
+"""Real servers for the tests: redis-server and nginx, started on free loopback ports.
+
+In CI (the CI environment variable set) a missing server program is a failure; elsewhere
+the tests that need it skip with the reason (as tests/test_chat_browser.py does for
+Chromium).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+
+
+def missing_reason(program: str, package: str) -> str | None:
+    if os.path.exists(program):
+        return None
+    reason = f"no {os.path.basename(program)} at {program} (apt-get install {package})"
+    if os.environ.get("CI"):
+        raise RuntimeError(f"these tests must run in CI: {reason}")
+    return reason
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, seconds: float = 20.0, process: subprocess.Popen | None = None) -> None:  # type: ignore[type-arg]
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"the server on port {port} exited with {process.returncode}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.02)
+    raise RuntimeError(f"nothing listens on port {port} after {seconds} s")
+
+
+class RedisServer:
+    """A non-persistent redis-server on 127.0.0.1 that a test can kill, stop and restart."""
+
+    def __init__(self, directory: str, port: int | None = None) -> None:
+        self.directory = directory
+        self.port = port or free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}"
+
+    @property
+    def stream_url(self) -> str:
+        return f"redis+stream://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1",
+                "--save", "", "--appendonly", "no", "--dir", self.directory,
+                "--loglevel", "warning", "--protected-mode", "no",
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:  # until it answers, not just accepts
+            with contextlib.suppress(OSError):
+                if self.command("PING") == "+PONG":
+                    return
+            if self.process.poll() is not None:
+                raise RuntimeError(f"redis-server exited with {self.process.returncode}")
+            time.sleep(0.02)
+        raise RuntimeError("redis-server did not start")
+
+    def command(self, *args: str) -> str:
+        """Sends one command (inline) and returns the first line of the answer."""
+        with socket.create_connection(("127.0.0.1", self.port), 2) as sock:
+            sock.sendall(" ".join(args).encode() + b"\r\n")
+            answer = b""
+            while not answer.endswith(b"\r\n"):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                answer += chunk
+            return answer.split(b"\r\n", 1)[0].decode()
+
+    def kill(self) -> None:
+        """kill -9, then wait until it is gone."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(10)
+
+    def restart(self) -> None:
+        self.kill()
+        self.start()
+
+    def pause(self) -> None:
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGCONT)
+
+    def close(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.process.pid, signal.SIGCONT)
+            self.process.kill()
+            self.process.wait(10)

@@ -394,7 +394,9 @@ class RedisHub(RedisBase):
                 self._checking.setdefault(channel, [])
             if channels:
                 await conn.send_command("SUBSCRIBE", *(self._name(c) for c in channels))
-            self._connected(recovering, f"resubscribing to {len(channels)} channel(s)")
+            awaiting = set(channels)
+            if not awaiting:
+                self._connected(recovering, "no channel to resubscribe to")
             tick = min(options.health_interval, options.health_timeout, 1.0) / 2
             last_seen = loop.time()
             ping_sent: float | None = None
@@ -413,6 +415,12 @@ class RedisHub(RedisBase):
                             for confirmed in self._confirming.pop(channel, ()):
                                 if not confirmed.done():
                                     confirmed.set_result(None)
+                            if awaiting:
+                                awaiting.discard(channel)
+                                if not awaiting:
+                                    self._connected(
+                                        recovering, f"resubscribed to {len(channels)} channel(s)"
+                                    )
                             if channel in check:
                                 check.discard(channel)
                                 asyncio.ensure_future(
@@ -468,7 +476,13 @@ class RedisHub(RedisBase):
             self._fanout_gap(channel, "reset")
             self._last[channel] = None
         elif current is not None and (before is None or current > before):
-            self._fanout_gap(channel, "reconnect")
+            # published while we were away; a gap unless those very messages arrived since
+            arrived = {id_key(m.id)[1] for m in held if id_key(m.id)[0] == current[0]}
+            first = before[1] + 1 if before is not None else 1
+            if current[1] - first + 1 > len(arrived) or any(
+                seq not in arrived for seq in range(first, current[1] + 1)
+            ):
+                self._fanout_gap(channel, "reconnect")
             self._last[channel] = current
         for message in held:
             self._deliver(message)

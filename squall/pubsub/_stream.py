@@ -144,13 +144,12 @@ class StreamHub(RedisBase):
         last = fields.get("last-generated-id")
         if server_changed or last is None or id_key(_text(last)) < cursor_key:
             return "reset"
-        deleted = fields.get("max-deleted-entry-id")
-        if deleted is None:
+        added, length = fields.get("entries-added"), fields.get("length")
+        if added is None or length is None:
             return "trimmed"  # (Redis before 7 cannot tell more)
-        deleted_key = id_key(_text(deleted))
-        if deleted_key < cursor_key:
-            return "reset"  # this stream never held the cursor's entry
-        return "trimmed" if deleted_key > cursor_key else None
+        if int(added) == int(length):
+            return "reset"  # nothing was ever trimmed: this stream never held the cursor
+        return "trimmed"
 
     async def _server_run_id(self) -> str | None:
         info = await self._command("INFO", "server")

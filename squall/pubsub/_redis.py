@@ -382,9 +382,9 @@ class RedisHub(RedisBase):
         options = self.options
         prefix = options.prefix.encode()
         cut = len(prefix)
-        parser = getattr(conn, "_parser", None)
-        if hasattr(parser, "set_pubsub_push_handler"):
-            parser.set_pubsub_push_handler(_as_is)  # (its default logs every message)
+        set_handler = getattr(getattr(conn, "_parser", None), "set_pubsub_push_handler", None)
+        if set_handler is not None:
+            set_handler(_as_is)  # (its default logs every message)
         self._conn = conn
         try:
             channels = list(self._subs)

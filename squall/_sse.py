@@ -84,6 +84,11 @@ class EventSourceHandler(RequestHandler):
     _sse_subscriptions: Optional[set[Subscription]] = None
 
     @property
+    def started(self) -> bool:
+        """True once the response head went out (after that, errors cannot change it)."""
+        return self._sse_started
+
+    @property
     def closed(self) -> bool:
         """True once the client has gone away or the stream has ended."""
         return self._sse_closed

@@ -9,7 +9,6 @@ from typing import Any
 from squall.pubsub._hub import Hub
 from squall.pubsub._types import Data, Message, PubSubError, id_key
 
-
 _REDIS_ONLY = {
     "prefix", "health_interval", "health_timeout", "timeout", "backoff_base", "backoff_max",
     "connections",

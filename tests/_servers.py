@@ -116,3 +116,84 @@ class RedisServer:
                 os.kill(self.process.pid, signal.SIGCONT)
             self.process.kill()
             self.process.wait(10)
+
+
+NGINX_CONF = """\
+daemon off;
+master_process off;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {dir}/body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+{upstreams}
+    # a "backend" cookie pins a browser to one server; without it, requests take turns
+    map $cookie_backend $chat_backend {{
+{routes}
+        default every;
+    }}
+    map $http_upgrade $connection_upgrade {{
+        default upgrade;
+        "" "";
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://$chat_backend;
+            proxy_http_version 1.1;
+            proxy_set_header Host $http_host;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection $connection_upgrade;
+            proxy_buffering off;
+            proxy_read_timeout 1h;
+            add_header X-Upstream $upstream_addr always;
+        }}
+    }}
+}}
+"""
+
+
+class Nginx:
+    """Debian's nginx in the foreground, as the current user, in front of ``backends``
+    (ports); the cookie ``backend=<index>`` pins a client to one of them."""
+
+    def __init__(self, directory: str, backends: list[int]) -> None:
+        self.directory = directory
+        self.port = free_port()
+        upstreams = "".join(
+            f"    upstream backend{n} {{ server 127.0.0.1:{port}; }}\n"
+            for n, port in enumerate(backends)
+        ) + "    upstream every {\n" + "".join(
+            f"        server 127.0.0.1:{port};\n" for port in backends
+        ) + "    }\n"
+        routes = "".join(f"        {n} backend{n};\n" for n in range(len(backends)))
+        self.config = os.path.join(directory, "nginx.conf")
+        with open(self.config, "w") as out:
+            out.write(NGINX_CONF.format(dir=directory, port=self.port, upstreams=upstreams,
+                                        routes=routes))
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [NGINX, "-p", self.directory, "-c", self.config, "-e", os.path.join(self.directory, "error.log")],
+            stdout=subprocess.DEVNULL,
+        )
+        wait_for_port(self.port, process=self.process)
+
+    def close(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)

@@ -15,6 +15,8 @@ import socket
 import subprocess
 import time
 
+from examples.chat.cluster import nginx_config
+
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
@@ -118,64 +120,17 @@ class RedisServer:
             self.process.wait(10)
 
 
-NGINX_CONF = """\
-daemon off;
-master_process off;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-    client_body_temp_path {dir}/body;
-    proxy_temp_path {dir}/proxy;
-    fastcgi_temp_path {dir}/fastcgi;
-    uwsgi_temp_path {dir}/uwsgi;
-    scgi_temp_path {dir}/scgi;
-{upstreams}
-    # a "backend" cookie pins a browser to one server; without it, requests take turns
-    map $cookie_backend $chat_backend {{
-{routes}
-        default every;
-    }}
-    map $http_upgrade $connection_upgrade {{
-        default upgrade;
-        "" "";
-    }}
-    server {{
-        listen 127.0.0.1:{port};
-        location / {{
-            proxy_pass http://$chat_backend;
-            proxy_http_version 1.1;
-            proxy_set_header Host $http_host;
-            proxy_set_header Upgrade $http_upgrade;
-            proxy_set_header Connection $connection_upgrade;
-            proxy_buffering off;
-            proxy_read_timeout 1h;
-            add_header X-Upstream $upstream_addr always;
-        }}
-    }}
-}}
-"""
-
-
 class Nginx:
     """Debian's nginx in the foreground, as the current user, in front of ``backends``
-    (ports); the cookie ``backend=<index>`` pins a client to one of them."""
+    (ports), configured as ``python -m examples.chat.cluster`` does it: the cookie
+    ``backend=<index>`` pins a client to one of them."""
 
     def __init__(self, directory: str, backends: list[int]) -> None:
         self.directory = directory
         self.port = free_port()
-        upstreams = "".join(
-            f"    upstream backend{n} {{ server 127.0.0.1:{port}; }}\n"
-            for n, port in enumerate(backends)
-        ) + "    upstream every {\n" + "".join(
-            f"        server 127.0.0.1:{port};\n" for port in backends
-        ) + "    }\n"
-        routes = "".join(f"        {n} backend{n};\n" for n in range(len(backends)))
         self.config = os.path.join(directory, "nginx.conf")
         with open(self.config, "w") as out:
-            out.write(NGINX_CONF.format(dir=directory, port=self.port, upstreams=upstreams,
-                                        routes=routes))
+            out.write(nginx_config(directory, self.port, backends))
         self.process: subprocess.Popen[bytes] | None = None
 
     @property

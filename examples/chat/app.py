@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import secrets
+import time
 from typing import Any
 
 import squall.pubsub
@@ -233,19 +234,31 @@ class MessageEventsHandler(ChatMixin, EventSourceHandler):
 
 
 def load_cookie_secret(data_dir: str, given: str = "") -> str:
-    """The option's secret, else one generated once and kept (mode 0600) in ``data_dir``."""
+    """The option's secret, else one generated once and kept (mode 0600) in ``data_dir``.
+
+    Several chat processes started together on one data directory agree on one secret:
+    the first to create the file writes it, the others read it."""
     if given:
         return given
     os.makedirs(data_dir, exist_ok=True)
     path = os.path.join(data_dir, "cookie_secret")
-    try:
-        with open(path) as existing:
-            secret = existing.read().strip()
-        if secret:
+    for _ in range(50):  # bounded: another process may be writing it right now
+        try:
+            with open(path) as existing:
+                secret = existing.read().strip()
+            if secret:
+                return secret
+        except FileNotFoundError:
+            secret = secrets.token_urlsafe(48)
+            try:
+                descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                continue
+            with os.fdopen(descriptor, "w") as out:
+                out.write(secret)
             return secret
-    except FileNotFoundError:
-        pass
-    secret = secrets.token_urlsafe(48)
+        time.sleep(0.02)
+    secret = secrets.token_urlsafe(48)  # an empty file left behind: replace it
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w") as out:
         out.write(secret)

@@ -301,6 +301,20 @@ async def test_one_connection_for_all_subscriptions(
 
 
 @needs_redis
+@pytest.mark.squall_timeout(20)
+async def test_stream_reader_is_woken_when_a_channel_is_added(make_hub: Any) -> None:
+    # the reader blocks for up to 30 s: only CLIENT UNBLOCK gets the new stream read sooner
+    publisher, subscriber = make_hub("stream"), make_hub("stream", health_interval=30)
+    async with subscriber.subscribe("first") as first:
+        await publisher.publish("first", "one")
+        assert bodies(await take(first, 1)) == ["one"]
+        await asyncio.sleep(0.2)  # the reader is blocked in XREAD now
+        async with subscriber.subscribe("second") as second:
+            await publisher.publish("second", "two")
+            assert bodies(await take(second, 1, seconds=8)) == ["two"]
+
+
+@needs_redis
 @pytest.mark.parametrize("kind", SERVERS)
 async def test_publish_while_redis_is_down_raises(
     kind: str, make_hub: Any, redis_server: RedisServer
@@ -308,8 +322,9 @@ async def test_publish_while_redis_is_down_raises(
     hub = make_hub(kind)
     await hub.publish("room", "while up")
     redis_server.kill()
-    with pytest.raises(PublishError, match="not sent"):
+    with pytest.raises(PublishError, match="not sent") as refused:
         await hub.publish("room", "while down")
+    assert not refused.value.maybe_sent
     assert issubclass(PublishError, PubSubError)
     redis_server.start()
     await publish_retrying(hub, "room", "back")
@@ -413,8 +428,9 @@ async def test_half_open_server_is_detected_by_the_health_check(
         redis_server.pause()  # SIGSTOP: connections stay open, nothing answers
         try:
             await wait_until(lambda: logged(caplog, "lost the connection") >= 1)
-            with pytest.raises(PublishError):
+            with pytest.raises(PublishError) as refused:
                 await publisher.publish("room", "while stopped")
+            assert refused.value.maybe_sent  # a stopped server can still deliver it later
         finally:
             redis_server.resume()
         await wait_until(lambda: logged(caplog, "reconnected") >= 1)

@@ -261,6 +261,16 @@ class RedisBase(Hub):
         except self._errors:
             pass
 
+    def _publish_error(self, channel: str, error: BaseException) -> PublishError:
+        if isinstance(error, (self._redis.TimeoutError, asyncio.TimeoutError)):
+            return PublishError(
+                f"not sent to {channel!r}: {self.options.address} did not answer within "
+                f"{self.options.timeout} s (if it is only slow it may still deliver it)",
+                maybe_sent=True,
+            )
+        return PublishError(f"not sent to {channel!r}: {self.options.address}: "
+                            f"{_describe(error)}")
+
     async def _command(self, *args: Any) -> Any:
         try:
             return await self._cmd.execute_command(*args)
@@ -314,9 +324,7 @@ class RedisHub(RedisBase):
             result = await self._script(keys=[self._seq_key(channel)],
                                         args=[self._name(channel), payload])
         except self._errors as error:
-            raise PublishError(
-                f"not sent to {channel!r}: {self.options.address}: {_describe(error)}"
-            ) from error
+            raise self._publish_error(channel, error) from error
         return result.decode() if isinstance(result, bytes) else str(result)
 
     async def history(

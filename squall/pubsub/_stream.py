@@ -14,7 +14,7 @@ import asyncio
 from typing import Any
 
 from squall.pubsub._redis import RedisBase, Unhealthy, check_channel, decode, encode
-from squall.pubsub._types import Data, Message, PublishError, PubSubError, id_key
+from squall.pubsub._types import Data, Message, PubSubError, id_key
 
 _START = "0-0"
 
@@ -62,8 +62,7 @@ class StreamHub(RedisBase):
                 stored[:1], stored[1:],
             )
         except self._errors as error:
-            raise PublishError(f"not sent to {channel!r}: {self.options.address}: "
-                               f"{error or type(error).__name__}") from error
+            raise self._publish_error(channel, error) from error
         return _text(result)
 
     async def history(

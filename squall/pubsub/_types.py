@@ -45,7 +45,15 @@ class PubSubError(Exception):
 
 
 class PublishError(PubSubError):
-    """The message was not sent (the server is unreachable or did not answer in time)."""
+    """The message was not sent: the server is unreachable, or did not answer in time.
+
+    ``maybe_sent`` is true after a timeout: the request may have reached a server that
+    was only slow (or stopped), which can still deliver it later.
+    """
+
+    def __init__(self, message: str, maybe_sent: bool = False) -> None:
+        super().__init__(message)
+        self.maybe_sent = maybe_sent
 
 
 class SubscriberOverflow(PubSubError):

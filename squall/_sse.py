@@ -177,13 +177,19 @@ class EventSourceHandler(RequestHandler):
         ``EventSource`` resumes where it left off: ``since`` defaults to `last_event_id`.
         ``transform`` turns a message into the event's data (default: ``message.data``).
         A `squall.pubsub.Gap` becomes an event named ``gap_event`` whose data is the last id
-        delivered (None to skip gaps).
+        delivered (None to skip gaps). A ``Last-Event-ID`` that is no message id gets 400.
         """
         from squall.iostream import StreamClosedError
-        from squall.pubsub import Gap
+        from squall.pubsub import Gap, id_key
+        from squall.web import HTTPError
 
         if since is _FROM_LAST_EVENT_ID:
             since = self.last_event_id
+            if since is not None:
+                try:
+                    id_key(since)
+                except ValueError:
+                    raise HTTPError(400, reason="Last-Event-ID is not a message id") from None
         if self._sse_closed:
             return
         subscription = hub.subscribe(channel, since=since, max_queue=max_queue,

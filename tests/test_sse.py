@@ -249,6 +249,16 @@ async def test_a_subscription_streams_and_resumes_after_last_event_id(base_url: 
     await hub.close()
 
 
+async def test_a_cursor_that_is_no_message_id_is_refused(base_url: str) -> None:
+    STATE["hub"] = squall.pubsub.connect("memory://")
+    client = await SSEClient.open(base_url, "/feed", {"Last-Event-ID": "yesterday"})
+    try:
+        assert client.status == 400
+    finally:
+        client.close()
+    await STATE["hub"].close()
+
+
 async def test_a_gap_becomes_a_gap_event(base_url: str) -> None:
     hub = STATE["hub"] = squall.pubsub.connect("memory://?maxlen=2")
     ids = [await hub.publish("room", str(n)) for n in range(5)]

@@ -1,6 +1,8 @@
 """The chat as a cluster: two server processes sharing a Redis stream hub, behind nginx.
 
-A WebSocket user, a long-polling user and a server-sent-events user, pinned by nginx to
+A long poll whose requests nginx sends to one process and then the other misses nothing
+(ids are the hub's, so a cursor from one process works on the other). In Chromium, a
+WebSocket user, a long-polling user and a server-sent-events user, pinned by nginx to
 different processes, see every message in the same order, also across a Redis restart
 (kill -9, started again without its data). Needs redis-server, nginx and Chromium; in CI
 (the CI environment variable set) a missing one fails, elsewhere these tests skip.
@@ -8,9 +10,12 @@ different processes, see every message in the same order, also across a Redis re
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,12 +32,13 @@ from _servers import (
 from test_chat_browser import CHROMIUM, CHROMIUM_FLAGS
 from test_chat_browser import missing as browser_missing
 
+from squall.pubsub import id_key
+from squall.web import create_signed_value
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SECRET = "cluster-test-cookie-secret"
-MISSING = (
-    missing_reason(REDIS_SERVER, "redis-server") or missing_reason(NGINX, "nginx")
-    or browser_missing
-)
+XSRF = "0123456789abcdef"
+MISSING = missing_reason(REDIS_SERVER, "redis-server") or missing_reason(NGINX, "nginx")
 pytestmark = pytest.mark.skipif(MISSING is not None, reason=MISSING or "")
 # notices a dead or restarted Redis within about a second
 HUB_OPTIONS = "health_interval=0.5&health_timeout=1&backoff_base=0.05&backoff_max=0.5&timeout=2"
@@ -128,7 +134,44 @@ def _send_until_delivered(sender: Any, pages: list[Any], text: str) -> None:
         _wait_for(page, text)
 
 
+def _request(url: str, path: str, fields: dict[str, str] | None = None) -> tuple[Any, str]:
+    """A signed-in request through nginx (a POST when ``fields`` are given): the decoded
+    JSON answer and the upstream that served it."""
+    user = create_signed_value(SECRET, "chat_user", "dave").decode()
+    headers = {"Cookie": f"chat_user={user}; _xsrf={XSRF}"}
+    body = None
+    if fields is not None:
+        body = urllib.parse.urlencode({**fields, "_xsrf": XSRF}).encode()
+    request = urllib.request.Request(url + path, data=body, headers=headers)
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read()), response.headers["X-Upstream"]
+
+
+def test_a_long_poll_taking_turns_between_processes_misses_nothing(cluster: Cluster) -> None:
+    url = cluster.nginx.url
+    posted = []
+    for number in range(6):  # without a backend cookie nginx alternates between the two
+        message, _ = _request(url, "/a/message/new", {"body": f"message {number}"})
+        posted.append(message)
+    ids = [message["id"] for message in posted]
+    assert [id_key(i) for i in ids] == sorted(id_key(i) for i in ids)
+    # each poll hands the cursor it got from one process to the other
+    cursor, seen, upstreams = "0", [], set()
+    for _ in range(20):  # bounded
+        if len(seen) == len(posted):
+            break
+        answer, upstream = _request(url, "/a/message/updates", {"cursor": cursor})
+        upstreams.add(upstream)
+        batch = answer["messages"][:2]  # as if the client were slow to read the rest
+        seen += batch
+        cursor = batch[-1]["id"]
+    assert seen == posted  # in order, nothing twice, whichever process answered
+    assert len(upstreams) == 2
+
+
 def test_three_transports_on_two_processes_through_redis_and_nginx(cluster: Cluster) -> None:
+    if browser_missing:
+        pytest.skip(browser_missing)
     from playwright.sync_api import sync_playwright
 
     url = cluster.nginx.url

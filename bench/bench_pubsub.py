@@ -339,8 +339,8 @@ def redis_publisher(url: str, count: int, in_flight: int) -> None:
             for _ in numbers:
                 await hub.publish("rate", f"{time.monotonic():.9f} {filler}")
 
-        share = count // in_flight
-        await asyncio.gather(*(worker(range(share)) for _ in range(in_flight)))
+        shares = [count // in_flight + (n < count % in_flight) for n in range(in_flight)]
+        await asyncio.gather(*(worker(range(share)) for share in shares))
         await hub.close()
 
     from squall.ioloop import IOLoop
@@ -480,15 +480,30 @@ def main() -> None:
     parser.add_argument("--broadcasts", type=int, default=15)
     parser.add_argument("--messages", type=int, default=20000)
     parser.add_argument("--contenders", default=",".join(CONTENDERS))
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="the contenders take turns this many times; medians reported")
     args = parser.parse_args()
     sizes = [int(size) for size in args.sizes.split(",")]
     kinds = args.contenders.split(",")
     rows: dict[tuple[str, int], dict[str, Any]] = {}
     for size in sizes:
+        runs: dict[str, list[dict[str, Any]]] = {kind: [] for kind in kinds}
+        for round_number in range(args.rounds):
+            order = kinds[round_number % len(kinds):] + kinds[:round_number % len(kinds)]
+            for kind in order:
+                print(f"fan-out to {size} sockets, round {round_number + 1}: "
+                      f"{CONTENDERS[kind]} ...", flush=True)
+                runs[kind].append(fan_out(kind, size, args.broadcasts))
+                print("   ", json.dumps(runs[kind][-1]), flush=True)
         for kind in kinds:
-            print(f"fan-out to {size} sockets: {CONTENDERS[kind]} ...", flush=True)
-            rows[kind, size] = fan_out(kind, size, args.broadcasts)
-            print("   ", json.dumps(rows[kind, size]), flush=True)
+            rows[kind, size] = {
+                name: statistics.median(run[name] for run in runs[kind])
+                for name in ("p50", "p99", "server_ms", "kib_per_socket")
+            }
+            rows[kind, size]["delivered"] = sum(run["delivered"] for run in runs[kind])
+            rows[kind, size]["expected"] = sum(run["expected"] for run in runs[kind])
+            rows[kind, size]["spread"] = (min(run["p50"] for run in runs[kind]),
+                                          max(run["p50"] for run in runs[kind]))
 
     rates: dict[tuple[str, int], float] = {}
     redis_missing = not (shutil.which("redis-server") or os.path.exists("/usr/bin/redis-server"))
@@ -500,7 +515,10 @@ def main() -> None:
                     for in_flight in (1, 16):
                         url = f"{scheme}://127.0.0.1:{port}"
                         print(f"through {scheme}://, {in_flight} in flight ...", flush=True)
-                        rates[scheme, in_flight] = redis_rate(url, args.messages, in_flight)
+                        rates[scheme, in_flight] = statistics.median(
+                            redis_rate(url, args.messages, in_flight)
+                            for _ in range(args.rounds)
+                        )
                         print(f"    {rates[scheme, in_flight]:.0f} msg/s", flush=True)
             finally:
                 process.kill()
@@ -515,9 +533,11 @@ def write_results(sizes: list[int], kinds: list[str], rows: dict[tuple[str, int]
         "",
         f"Measured {time.strftime('%Y-%m-%d')} on {os.uname().machine}, {os.cpu_count()} cores, "
         f"Python {sys.version.split()[0]}; `python bench/bench_pubsub.py "
-        f"--sizes {args.sizes} --broadcasts {args.broadcasts} --messages {args.messages}`. "
+        f"--sizes {args.sizes} --broadcasts {args.broadcasts} --messages {args.messages} "
+        f"--rounds {args.rounds}`. "
         "Server on core 0, clients (uvloop, raw sockets, in separate processes) on core 1; "
-        "every server on uvloop.",
+        "every server on uvloop. The contenders take turns, round after round; each figure "
+        "is the median over the rounds (a shared machine: compare within one run).",
         "",
         "## Broadcast fan-out: one 64-byte message to N WebSocket subscribers",
         "",
@@ -525,16 +545,18 @@ def write_results(sizes: list[int], kinds: list[str], rows: dict[tuple[str, int]
         "to read N sockets on one core, the same for every contender); the server column "
         "is how long the broadcast call itself took in the server.",
         "",
-        "| N | contender | p50 ms | p99 ms | server ms (median) | delivered | KiB per subscriber |",
-        "|---:|---|---:|---:|---:|---:|---:|",
+        "| N | contender | p50 ms | p50 range over rounds | p99 ms | server ms | delivered "
+        "| KiB per subscriber |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     for size in sizes:
         for kind in kinds:
             row = rows[kind, size]
+            low, high = row["spread"]
             lines.append(
-                f"| {size} | {CONTENDERS[kind]} | {row['p50']:.1f} | {row['p99']:.1f} | "
-                f"{row['server_ms']:.1f} | {row['delivered']}/{row['expected']} | "
-                f"{row['kib_per_socket']:.1f} |"
+                f"| {size} | {CONTENDERS[kind]} | {row['p50']:.1f} | {low:.0f}-{high:.0f} | "
+                f"{row['p99']:.1f} | {row['server_ms']:.1f} | "
+                f"{row['delivered']}/{row['expected']} | {row['kib_per_socket']:.1f} |"
             )
     lines += ["", "Ratios (p50 time of the other / squall's; higher is better for squall):", ""]
     lines += ["| N | squall variant | vs Tornado | vs websockets |", "|---:|---|---:|---:|"]
@@ -554,7 +576,8 @@ def write_results(sizes: list[int], kinds: list[str], rows: dict[tuple[str, int]
             "## Through Redis, between two processes",
             "",
             "Messages per second from a publishing process to a subscribing one "
-            f"({args.messages} messages of 64 bytes, first publish to last arrival).",
+            f"({args.messages} messages of 64 bytes, first publish to last arrival; median of "
+            f"{args.rounds}).",
             "",
             "| backend | publishes in flight | msg/s |",
             "|---|---:|---:|",

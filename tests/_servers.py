@@ -64,6 +64,8 @@ class RedisServer:
         return f"redis+stream://127.0.0.1:{self.port}"
 
     def start(self) -> None:
+        import redis
+
         self.process = subprocess.Popen(
             [
                 REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1",
@@ -74,25 +76,24 @@ class RedisServer:
         )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:  # until it answers, not just accepts
-            with contextlib.suppress(OSError):
-                if self.command("PING") == "+PONG":
+            with contextlib.suppress(OSError, redis.RedisError):
+                if self.command("PING") is True:
                     return
             if self.process.poll() is not None:
                 raise RuntimeError(f"redis-server exited with {self.process.returncode}")
             time.sleep(0.02)
         raise RuntimeError("redis-server did not start")
 
-    def command(self, *args: str) -> str:
-        """Sends one command (inline) and returns the first line of the answer."""
-        with socket.create_connection(("127.0.0.1", self.port), 2) as sock:
-            sock.sendall(" ".join(args).encode() + b"\r\n")
-            answer = b""
-            while not answer.endswith(b"\r\n"):
-                chunk = sock.recv(65536)
-                if not chunk:
-                    break
-                answer += chunk
-            return answer.split(b"\r\n", 1)[0].decode()
+    def command(self, *args: str) -> object:
+        """Runs one command with redis-py's blocking client; returns its answer."""
+        import redis
+
+        client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=2,
+                             socket_connect_timeout=2)
+        try:
+            return client.execute_command(*args)
+        finally:
+            client.close()
 
     def kill(self) -> None:
         """kill -9, then wait until it is gone."""
@@ -138,6 +139,7 @@ class Nginx:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
+
         self.process = subprocess.Popen(
             [NGINX, "-p", self.directory, "-c", self.config, "-e", os.path.join(self.directory, "error.log")],
             stdout=subprocess.DEVNULL,

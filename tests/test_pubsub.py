@@ -459,7 +459,7 @@ async def test_client_kill_type_pubsub(
     async with subscriber.subscribe("room") as sub:
         await publisher.publish("room", "before")
         assert bodies(await take(sub, 1)) == ["before"]
-        assert redis_server.command("CLIENT", "KILL", "TYPE", "pubsub") == ":1"
+        assert redis_server.command("CLIENT", "KILL", "TYPE", "pubsub") == 1
         await wait_until(lambda: logged(caplog, "reconnected") >= 1)
         await publisher.publish("room", "after")
         events = await take(sub, 1)
@@ -477,7 +477,7 @@ async def test_stream_reader_killed_replays_what_it_missed(
         await publisher.publish("room", "before")
         assert bodies(await take(sub, 1)) == ["before"]
         # every normal client, the reader and both command connections included
-        assert redis_server.command("CLIENT", "KILL", "TYPE", "normal").startswith(":")
+        assert redis_server.command("CLIENT", "KILL", "TYPE", "normal") >= 1  # type: ignore[operator]
         for number in range(5):  # while the reader is away
             await publish_retrying(publisher, "room", str(number))
         events = await take(sub, 5)

@@ -332,7 +332,7 @@ def redis_publisher(url: str, count: int, in_flight: int) -> None:
     import squall.pubsub
 
     async def main() -> None:
-        hub = squall.pubsub.connect(url, connections=min(in_flight, 4))
+        hub = squall.pubsub.connect(url)
         filler = "x" * 48
 
         async def worker(numbers: range) -> None:

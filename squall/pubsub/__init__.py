@@ -66,8 +66,8 @@ def connect(url: str = "memory://", **options: Any) -> Hub:
     """A hub for ``url``. Connections are made when first needed, so this never blocks.
 
     ``options`` override the URL's query: ``maxlen`` for every backend; for Redis also
-    ``prefix``, ``health_interval``, ``health_timeout``, ``timeout``, ``backoff_base``,
-    ``backoff_max`` and ``connections`` (see `squall.pubsub._redis.RedisOptions`).
+    ``prefix``, ``health_interval``, ``health_timeout``, ``timeout``, ``backoff_base`` and
+    ``backoff_max`` (see `squall.pubsub._redis.RedisOptions`).
     """
     scheme = urllib.parse.urlsplit(url).scheme.lower()
     if scheme == "memory":

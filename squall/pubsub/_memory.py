@@ -11,7 +11,6 @@ from squall.pubsub._types import Data, Message, PubSubError, id_key
 
 _REDIS_ONLY = {
     "prefix", "health_interval", "health_timeout", "timeout", "backoff_base", "backoff_max",
-    "connections",
 }
 
 

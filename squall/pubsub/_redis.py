@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import logging
 import random
 import urllib.parse
 from typing import Any
 
+from squall.pubsub._commands import CommandLink, Lost
 from squall.pubsub._hub import Hub
 from squall.pubsub._types import Data, Message, PublishError, PubSubError, id_key
 
@@ -72,8 +74,6 @@ class RedisOptions:
     #: reconnecting waits base * 2**attempt seconds (with jitter), at most backoff_max
     backoff_base: float = 0.1
     backoff_max: float = 5.0
-    #: command connections (publish, history) per hub
-    connections: int = 1
 
     @property
     def address(self) -> str:
@@ -111,8 +111,8 @@ def parse_options(url: str, overrides: dict[str, Any]) -> RedisOptions:
             raise ValueError(f"squall.pubsub option {name}={value!r} is not a {kind.__name__}")
     if options.health_interval <= 0 or options.health_timeout <= 0 or options.timeout <= 0:
         raise ValueError("health_interval, health_timeout and timeout must be positive")
-    if options.connections < 1 or options.maxlen < 1:
-        raise ValueError("connections and maxlen must be at least 1")
+    if options.maxlen < 1:
+        raise ValueError("maxlen must be at least 1")
     return options
 
 
@@ -170,12 +170,18 @@ class RedisBase(Hub):
             self._redis.RedisError,
             OSError,
             asyncio.TimeoutError,
+            Lost,
         )
-        redis = self._redis
+        self._link = CommandLink(
+            self._command_connection, self.options.timeout, self._errors,
+            self._redis.ResponseError,
+        )
+        self._task: asyncio.Task[None] | None = None
+        self._backoff = Backoff(self.options.backoff_base, self.options.backoff_max)
+
+    def _command_connection(self) -> Any:
         options = self.options
-        pool = redis.asyncio.BlockingConnectionPool(
-            max_connections=options.connections,
-            timeout=options.timeout,
+        return self._redis.asyncio.Connection(
             host=options.host,
             port=options.port,
             db=options.db,
@@ -183,12 +189,8 @@ class RedisBase(Hub):
             password=options.password,
             socket_timeout=options.timeout,
             socket_connect_timeout=options.timeout,
-            retry=redis.asyncio.retry.Retry(redis.backoff.NoBackoff(), 0),
             client_name="squall-pubsub",
         )
-        self._cmd = redis.asyncio.Redis.from_pool(pool)
-        self._task: asyncio.Task[None] | None = None
-        self._backoff = Backoff(options.backoff_base, options.backoff_max)
 
     def _connection(self) -> Any:
         """A new connection of our own (not pooled) for the subscriber side."""
@@ -255,13 +257,16 @@ class RedisBase(Hub):
         raise NotImplementedError  # each backend runs its own
 
     async def _on_disconnect(self) -> None:
-        """Also drop the command connections: they share the server's fate."""
-        try:
-            await self._cmd.connection_pool.disconnect()
-        except self._errors:
-            pass
+        """Also drop the command connection when idle: it shares the server's fate."""
+        self._link.drop_if_idle()
 
     def _publish_error(self, channel: str, error: BaseException) -> PublishError:
+        if isinstance(error, Lost):
+            return PublishError(
+                f"not confirmed for {channel!r}: {self.options.address}: {error} (it may "
+                "have been delivered)",
+                maybe_sent=True,
+            )
         if isinstance(error, (self._redis.TimeoutError, asyncio.TimeoutError)):
             return PublishError(
                 f"not sent to {channel!r}: {self.options.address} did not answer within "
@@ -273,7 +278,7 @@ class RedisBase(Hub):
 
     async def _command(self, *args: Any) -> Any:
         try:
-            return await self._cmd.execute_command(*args)
+            return await self._link.execute(*args)
         except self._errors as error:
             raise PubSubError(f"{args[0]} failed at {self.options.address}: "
                               f"{_describe(error)}") from error
@@ -285,7 +290,7 @@ class RedisBase(Hub):
                 await self._task
             except BaseException:
                 pass
-        await self._cmd.aclose()
+        await self._link.close()
 
 
 async def _as_is(response: Any) -> Any:
@@ -303,7 +308,7 @@ class RedisHub(RedisBase):
 
     def __init__(self, url: str, **overrides: Any) -> None:
         super().__init__(url, **overrides)
-        self._script = self._cmd.register_script(_PUBLISH)
+        self._script_sha = hashlib.sha1(_PUBLISH.encode()).hexdigest()
         self._conn: Any = None
         self._send_lock = asyncio.Lock()
         self._confirming: dict[str, list[asyncio.Future[None]]] = {}
@@ -320,9 +325,12 @@ class RedisHub(RedisBase):
         self._check_open()
         check_channel(channel)
         payload = encode(data)
+        keys_and_args = (1, self._seq_key(channel), self._name(channel), payload)
         try:
-            result = await self._script(keys=[self._seq_key(channel)],
-                                        args=[self._name(channel), payload])
+            try:
+                result = await self._link.execute("EVALSHA", self._script_sha, *keys_and_args)
+            except self._redis.exceptions.NoScriptError:  # a new server: send it whole once
+                result = await self._link.execute("EVAL", _PUBLISH, *keys_and_args)
         except self._errors as error:
             raise self._publish_error(channel, error) from error
         return result.decode() if isinstance(result, bytes) else str(result)

@@ -57,7 +57,7 @@ class StreamHub(RedisBase):
         check_channel(channel)
         stored = encode(data)
         try:
-            result = await self._cmd.execute_command(
+            result = await self._link.execute(
                 "XADD", self._key(channel), "MAXLEN", "~", self.options.maxlen, "*",
                 stored[:1], stored[1:],
             )
@@ -110,7 +110,7 @@ class StreamHub(RedisBase):
             if not self._blocked or self._generation != generation or self._reader_id is None:
                 return
             try:
-                if await self._cmd.execute_command("CLIENT", "UNBLOCK", self._reader_id):
+                if await self._link.execute("CLIENT", "UNBLOCK", self._reader_id):
                     return
             except self._errors:
                 return  # the reader's own checks notice a dead server
@@ -131,7 +131,7 @@ class StreamHub(RedisBase):
         if await self._command("XRANGE", key, cursor, cursor):
             return None
         try:
-            info = await self._cmd.execute_command("XINFO", "STREAM", key)
+            info = await self._link.execute("XINFO", "STREAM", key)
         except self._redis.ResponseError:
             return "reset"  # no such stream
         except self._errors as error:

@@ -301,6 +301,23 @@ async def test_one_connection_for_all_subscriptions(
 
 
 @needs_redis
+@pytest.mark.parametrize("kind", SERVERS)
+async def test_concurrent_publishes_are_pipelined_on_one_connection_in_order(
+    kind: str, make_hub: Any, redis_server: RedisServer
+) -> None:
+    publisher, subscriber = make_hub(kind), make_hub(kind)
+    async with subscriber.subscribe("room", max_queue=1000) as sub:
+        ids = await asyncio.gather(*(publisher.publish("room", str(n)) for n in range(500)))
+        assert [id_key(i) for i in ids] == sorted(id_key(i) for i in ids)  # as queued
+        events = await take(sub, 500)
+    assert bodies(events) == [str(n) for n in range(500)]
+    assert [event.id for event in events] == list(ids)
+    clients = redis_server.command("CLIENT", "LIST")
+    text = clients.decode() if isinstance(clients, bytes) else str(clients)
+    assert text.count("name=squall-pubsub ") == 2  # one command connection per hub
+
+
+@needs_redis
 @pytest.mark.squall_timeout(20)
 async def test_stream_reader_is_woken_when_a_channel_is_added(make_hub: Any) -> None:
     # the reader blocks for up to 30 s: only CLIENT UNBLOCK gets the new stream read sooner

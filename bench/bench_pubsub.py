@@ -537,7 +537,8 @@ def write_results(sizes: list[int], kinds: list[str], rows: dict[tuple[str, int]
         f"--rounds {args.rounds}`. "
         "Server on core 0, clients (uvloop, raw sockets, in separate processes) on core 1; "
         "every server on uvloop. The contenders take turns, round after round; each figure "
-        "is the median over the rounds (a shared machine: compare within one run).",
+        "is the median over the rounds (a shared machine: compare within one run). "
+        f"Load average at the end: {os.getloadavg()[0]:.1f}.",
         "",
         "## Broadcast fan-out: one 64-byte message to N WebSocket subscribers",
         "",

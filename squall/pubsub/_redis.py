@@ -9,6 +9,7 @@ an empty list, and ``since=`` only tells (with a `Gap`) whether messages were mi
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import dataclasses
 import hashlib
@@ -158,7 +159,8 @@ def check_channel(channel: str) -> None:
 
 
 class RedisBase(Hub):
-    """What both Redis backends share: options, the command client, back-off, logging."""
+    """What both Redis backends share: options, the command connection, the subscriber
+    connection's reconnect loop with back-off, logging."""
 
     kind = "redis"
 
@@ -193,7 +195,7 @@ class RedisBase(Hub):
         )
 
     def _connection(self) -> Any:
-        """A new connection of our own (not pooled) for the subscriber side."""
+        """A new subscriber connection (Pub/Sub, or the stream reader)."""
         options = self.options
         return self._redis.asyncio.Connection(
             host=options.host,
@@ -231,13 +233,16 @@ class RedisBase(Hub):
             try:
                 await self._session(conn, recovering)
                 return  # ended by close()
-            except (self._errors + (Unhealthy, PubSubError)) as error:
+            except Exception as error:
                 if self._closed:
                     return
                 delay = self._backoff.next()
-                log.warning(
+                expected = isinstance(error, self._errors + (Unhealthy, PubSubError))
+                log.log(
+                    logging.WARNING if expected else logging.ERROR,
                     "%s: lost the connection to %s (%s); reconnecting in %.2f s",
                     self.kind, self.options.address, _describe(error), delay,
+                    exc_info=not expected,
                 )
                 recovering = True
             finally:
@@ -253,8 +258,9 @@ class RedisBase(Hub):
             )
         self._backoff.reset()
 
+    @abc.abstractmethod
     async def _session(self, conn: Any, recovering: bool) -> None:
-        raise NotImplementedError  # each backend runs its own
+        """Backend: use the subscriber connection until it fails."""
 
     async def _on_disconnect(self) -> None:
         """Also drop the command connection when idle: it shares the server's fate."""

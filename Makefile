@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-compiled lint bench install clean
+.PHONY: run run-cluster test test-compiled lint bench bench-pubsub install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,10 @@ install: $(STAMP)
 
 run: $(STAMP)
 	$(PY) -m examples.chat
+
+# The chat on two processes sharing a Redis stream, behind nginx (needs redis-server, nginx).
+run-cluster: $(STAMP)
+	$(PY) -m examples.chat.cluster --workers=2 --port=8888
 
 # The suite runs on the default loop (uvloop when installed), then again on plain asyncio.
 test: $(STAMP)
@@ -37,6 +41,10 @@ bench: $(STAMP)
 	  || { echo "make bench needs wrk (apt-get install wrk)"; exit 1; }
 	$(PY) -m pip install -q -e '.[fast,dev,bench]'
 	$(PY) -m bench
+
+# Broadcast fan-out and Redis throughput (squall.pubsub vs Tornado and websockets).
+bench-pubsub: $(STAMP)
+	$(PY) bench/bench_pubsub.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -10,6 +10,7 @@ import urllib.parse
 
 import pytest
 
+import squall.pubsub
 from examples.chat.app import MAX_MESSAGE, load_cookie_secret, make_app
 from examples.chat.messages import MessageBuffer
 from squall.httpclient import HTTPRequest
@@ -82,7 +83,7 @@ async def test_empty_and_oversized_messages_get_a_clear_error(fetch):  # type: i
 
 
 async def test_room_page_escapes_message_text(app, fetch):  # type: ignore[no-untyped-def]
-    app.settings["message_buffer"].add("eve", "<script>alert(1)</script>")
+    await app.settings["message_buffer"].post("eve", "<script>alert(1)</script>")
     response = await fetch("/", headers=signed_in())
     assert response.code == 200
     assert b"&lt;script&gt;alert(1)&lt;/script&gt;" in response.body
@@ -176,13 +177,76 @@ async def test_websocket_without_sign_in_is_closed(base_url):  # type: ignore[no
     assert socket.close_code == 4001
 
 
-def test_history_keeps_the_last_200_messages() -> None:
+async def test_history_keeps_the_last_200_messages() -> None:
     buffer = MessageBuffer()
     for number in range(250):
-        buffer.add("alice", str(number))
+        await buffer.post("alice", str(number))
     assert len(buffer.messages) == 200
     assert buffer.messages[0]["body"] == "50"
-    assert [m["body"] for m in buffer.since(buffer.last_id - 2)] == ["248", "249"]
+    cursor = buffer.messages[-3]["id"]
+    assert [m["body"] for m in buffer.since(cursor)] == ["248", "249"]
+    # a second process on the same hub starts with the history the hub keeps
+    other = MessageBuffer(buffer.hub)
+    await other.start()
+    assert [m["id"] for m in other.messages] == [m["id"] for m in buffer.messages]
+    await buffer.close()
+
+
+async def test_a_message_posted_in_one_process_reaches_the_others() -> None:
+    hub = squall.pubsub.connect("memory://")
+    first, second = MessageBuffer(hub), MessageBuffer(hub)
+    await first.start()
+    await second.start()
+    posted = await first.post("alice", "hello")
+    for _ in range(200):
+        if second.messages:
+            break
+        await asyncio.sleep(0.01)
+    assert list(second.messages) == [posted]
+    await hub.close()
+
+
+async def test_server_sent_events_resume_after_the_cursor(app, base_url):  # type: ignore[no-untyped-def]
+    from test_sse import SSEClient
+
+    buffer: MessageBuffer = app.settings["message_buffer"]
+    old = [await buffer.post("alice", f"old {n}") for n in range(3)]
+    client = await SSEClient.open(
+        base_url, f"/a/message/events?lastEventId={old[0]['id']}", signed_in("bob")
+    )
+    try:
+        assert client.headers["content-type"] == "text/event-stream"
+        for expected in old[1:]:
+            event = await client.event()
+            assert event is not None and event["id"] == expected["id"]
+            assert json.loads(event["data"]) == expected
+        live = await buffer.post("carol", "live\nwith a line break")
+        event = await client.event()
+        assert event is not None and json.loads(event["data"]) == live
+    finally:
+        client.close()
+
+
+async def test_server_sent_events_need_a_signed_in_user(fetch):  # type: ignore[no-untyped-def]
+    response = await fetch("/a/message/events")
+    assert response.code == 403
+    response = await fetch("/a/message/events?lastEventId=yesterday", headers=signed_in())
+    assert response.code == 400
+
+
+async def test_a_bad_cursor_is_refused(fetch):  # type: ignore[no-untyped-def]
+    response = await fetch(
+        "/a/message/updates", method="POST", body=form(cursor="soon", _xsrf=XSRF),
+        headers=signed_in(),
+    )
+    assert response.code == 400
+
+
+async def test_room_page_offers_every_transport(fetch):  # type: ignore[no-untyped-def]
+    for transport, name in (("", b"WebSocket"), ("poll", b"long polling"),
+                            ("sse", b"server-sent events")):
+        response = await fetch(f"/?transport={transport}", headers=signed_in())
+        assert b'<b id="transport">' + name + b"</b>" in response.body
 
 
 def test_cookie_secret_is_generated_once_and_private(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -1,4 +1,5 @@
-"""Runs the chat: ``python -m examples.chat [--port=8888] [--address=127.0.0.1]``."""
+"""Runs the chat: ``python -m examples.chat [--port=8888] [--address=127.0.0.1]
+[--pubsub=redis+stream://127.0.0.1:6379]``."""
 
 from __future__ import annotations
 
@@ -19,14 +20,27 @@ define(
 )
 define("cookie_secret", default="", help="signs the nickname cookie (generated when empty)")
 define("debug", default=False, type=bool, help="reload on code changes, show tracebacks")
+define(
+    "pubsub",
+    default="memory://",
+    help="the hub that carries messages: memory:// (one process), redis:// or "
+    "redis+stream:// (several processes; e.g. redis+stream://127.0.0.1:6379)",
+)
 
 log = logging.getLogger("squall.application")
 
 
 async def serve() -> None:
-    app = make_app(load_cookie_secret(options.data_dir, options.cookie_secret), options.debug)
+    app = make_app(
+        load_cookie_secret(options.data_dir, options.cookie_secret),
+        options.debug,
+        pubsub=options.pubsub,
+    )
+    buffer = app.settings["message_buffer"]
+    await buffer.start()
     server = app.listen(options.port, options.address)
-    log.info("chat on http://%s:%d/", options.address, options.port)
+    log.info("chat on http://%s:%d/ (messages through %s)", options.address, options.port,
+             options.pubsub)
 
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -36,10 +50,10 @@ async def serve() -> None:
 
     log.info("shutting down")
     server.stop()
-    buffer = app.settings["message_buffer"]
     buffer.wake_everyone()
     for subscriber in list(buffer.subscribers):
         subscriber.close(1001, "server shutting down")
+    await buffer.close()  # ends the event streams too
     await asyncio.sleep(0.2)  # lets the close frames and last poll answers go out
     await server.close_all_connections()
 

@@ -6,17 +6,22 @@ import asyncio
 import json
 import os
 import secrets
+import time
 from typing import Any
 
+import squall.pubsub
 import squall.web
 import squall.websocket
-from examples.chat.messages import Message, MessageBuffer
+from examples.chat.messages import CHANNEL, START, Message, MessageBuffer, decode
+from squall._sse import EventSourceHandler
+from squall.pubsub import PublishError, id_key
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 USER_COOKIE = "chat_user"
 MAX_NICKNAME = 32
 MAX_MESSAGE = 2000
 POLL_TIMEOUT = 25.0
+TRANSPORTS = {"websocket": "WebSocket", "poll": "long polling", "sse": "server-sent events"}
 
 
 class ChatError(Exception):
@@ -29,6 +34,15 @@ def clean_message(text: str | None) -> str:
         raise ChatError("A message cannot be empty.")
     if len(text) > MAX_MESSAGE:
         raise ChatError(f"A message can be at most {MAX_MESSAGE} characters long.")
+    return text
+
+
+def clean_cursor(text: str | None) -> str:
+    text = text or START
+    try:
+        id_key(text)
+    except ValueError:
+        raise ChatError("The cursor must be a message id.") from None
     return text
 
 
@@ -57,18 +71,22 @@ class ChatMixin:
 
 
 class BaseHandler(ChatMixin, squall.web.RequestHandler):
-    pass
+    async def prepare(self) -> None:
+        await self.buffer.start()
 
 
 class MainHandler(BaseHandler):
     @squall.web.authenticated
     def get(self) -> None:
-        transport = "poll" if self.get_query_argument("transport", "") == "poll" else "websocket"
+        transport = self.get_query_argument("transport", "")
+        if transport not in TRANSPORTS:
+            transport = "websocket"
         self.render(
             "index.html",
             messages=list(self.buffer.messages),
             cursor=self.buffer.last_id,
             transport=transport,
+            transports=TRANSPORTS,
             max_message=MAX_MESSAGE,
         )
 
@@ -103,12 +121,15 @@ class NewMessageHandler(BaseHandler):
     """POST /a/message/new: adds a message; answers the message as JSON."""
 
     @squall.web.authenticated
-    def post(self) -> None:
+    async def post(self) -> None:
         try:
             body = clean_message(self.get_body_argument("body", ""))
         except ChatError as error:
             raise squall.web.HTTPError(400, reason=str(error)) from None
-        self.write(self.buffer.add(self.current_user, body))
+        try:
+            self.write(await self.buffer.post(self.current_user, body))
+        except PublishError:
+            raise squall.web.HTTPError(503, reason="The message was not sent: try again.")
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         self.finish({"error": self._reason})
@@ -122,9 +143,9 @@ class MessageUpdatesHandler(BaseHandler):
     @squall.web.authenticated
     async def post(self) -> None:
         try:
-            cursor = int(self.get_body_argument("cursor", "0"))
-        except ValueError:
-            raise squall.web.HTTPError(400, reason="The cursor must be a number.") from None
+            cursor = clean_cursor(self.get_body_argument("cursor", START))
+        except ChatError as error:
+            raise squall.web.HTTPError(400, reason=str(error)) from None
         self.poll = asyncio.ensure_future(self.buffer.wait_for_news(cursor, POLL_TIMEOUT))
         try:
             messages = await self.poll
@@ -143,13 +164,16 @@ class MessageUpdatesHandler(BaseHandler):
 class ChatSocketHandler(ChatMixin, squall.websocket.WebSocketHandler):
     """WebSocket clients: receive every message as JSON, send ``{"body": ...}`` to post."""
 
+    async def prepare(self) -> None:
+        await self.buffer.start()
+
     def open(self) -> None:
         if not self.current_user:
             self.close(4001, "sign in first")
             return
         try:
-            cursor = int(self.get_query_argument("cursor", "0"))
-        except ValueError:
+            cursor = clean_cursor(self.get_query_argument("cursor", START))
+        except ChatError:
             cursor = self.buffer.last_id
         for message in self.buffer.since(cursor):
             self.send(message)
@@ -161,7 +185,7 @@ class ChatSocketHandler(ChatMixin, squall.websocket.WebSocketHandler):
         except squall.websocket.WebSocketClosedError:
             self.buffer.subscribers.discard(self)
 
-    def on_message(self, message: str | bytes) -> None:
+    async def on_message(self, message: str | bytes) -> None:
         try:
             data = json.loads(message)
             body = clean_message(data.get("body") if isinstance(data, dict) else None)
@@ -171,33 +195,81 @@ class ChatSocketHandler(ChatMixin, squall.websocket.WebSocketHandler):
         except ValueError:
             self.write_message(json.dumps({"error": "Messages are JSON objects."}))
             return
-        self.buffer.add(self.current_user, body)
+        try:
+            await self.buffer.post(self.current_user, body)
+        except PublishError:
+            if not self.close_code:
+                self.write_message(json.dumps({"error": "The message was not sent: try again."}))
 
     def on_close(self) -> None:
         self.buffer.subscribers.discard(self)
 
 
+class MessageEventsHandler(ChatMixin, EventSourceHandler):
+    """GET /a/message/events: the room as server-sent events, straight from the hub.
+
+    Each event is one message (JSON) whose id is the hub's id, so the browser's
+    ``EventSource`` resumes after it (``Last-Event-ID``) when it reconnects; the first
+    connection passes the page's cursor as ``?lastEventId=``.
+    """
+
+    heartbeat_interval = 15.0
+
+    async def get(self) -> None:
+        if not self.current_user:
+            raise squall.web.HTTPError(403)
+        since = self.last_event_id
+        try:
+            since = None if clean_cursor(since) == START else since
+        except ChatError:
+            raise squall.web.HTTPError(400, reason="The cursor must be a message id.") from None
+        try:
+            await self.send_subscription(
+                self.buffer.hub, CHANNEL, since=since,
+                transform=lambda event: json.dumps(decode(event)),
+            )
+        except squall.pubsub.PubSubError:
+            if not self.started:
+                raise squall.web.HTTPError(503, reason="The room is not reachable.") from None
+
+
 def load_cookie_secret(data_dir: str, given: str = "") -> str:
-    """The option's secret, else one generated once and kept (mode 0600) in ``data_dir``."""
+    """The option's secret, else one generated once and kept (mode 0600) in ``data_dir``.
+
+    Several chat processes started together on one data directory agree on one secret:
+    the first to create the file writes it, the others read it."""
     if given:
         return given
     os.makedirs(data_dir, exist_ok=True)
     path = os.path.join(data_dir, "cookie_secret")
-    try:
-        with open(path) as existing:
-            secret = existing.read().strip()
-        if secret:
+    for _ in range(50):  # bounded: another process may be writing it right now
+        try:
+            with open(path) as existing:
+                secret = existing.read().strip()
+            if secret:
+                return secret
+        except FileNotFoundError:
+            secret = secrets.token_urlsafe(48)
+            try:
+                descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                continue
+            with os.fdopen(descriptor, "w") as out:
+                out.write(secret)
             return secret
-    except FileNotFoundError:
-        pass
-    secret = secrets.token_urlsafe(48)
+        time.sleep(0.02)
+    secret = secrets.token_urlsafe(48)  # an empty file left behind: replace it
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w") as out:
         out.write(secret)
     return secret
 
 
-def make_app(cookie_secret: str, debug: bool = False, history: int = 200) -> squall.web.Application:
+def make_app(
+    cookie_secret: str, debug: bool = False, history: int = 200, pubsub: str = "memory://"
+) -> squall.web.Application:
+    """The chat; ``pubsub`` is the hub's URL (``memory://`` for one process, a Redis URL
+    such as ``redis+stream://127.0.0.1:6379`` for several)."""
     return squall.web.Application(
         [
             (r"/", MainHandler),
@@ -205,6 +277,7 @@ def make_app(cookie_secret: str, debug: bool = False, history: int = 200) -> squ
             (r"/logout", LogoutHandler),
             (r"/a/message/new", NewMessageHandler),
             (r"/a/message/updates", MessageUpdatesHandler),
+            (r"/a/message/events", MessageEventsHandler),
             (r"/chatsocket", ChatSocketHandler),
         ],
         cookie_secret=cookie_secret,
@@ -213,6 +286,6 @@ def make_app(cookie_secret: str, debug: bool = False, history: int = 200) -> squ
         static_path=os.path.join(HERE, "static"),
         xsrf_cookies=True,
         websocket_max_message_size=64 * 1024,
-        message_buffer=MessageBuffer(history),
+        message_buffer=MessageBuffer(squall.pubsub.connect(pubsub), history),
         debug=debug,
     )

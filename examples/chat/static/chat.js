@@ -1,6 +1,7 @@
 // The room page: sends messages with XSRF-protected POSTs (or over the socket) and receives
-// them over WebSocket or long polling. Both paths use message ids as cursors, so nothing is
-// shown twice or lost across reconnects.
+// them over WebSocket, long polling or server-sent events. Every path uses message ids (the
+// hub's ids: "12" or "1700000000000-3") as cursors, so nothing is shown twice or lost
+// across reconnects.
 "use strict";
 
 (function () {
@@ -9,8 +10,20 @@
   const form = document.getElementById("composer");
   const input = document.getElementById("body");
   const errorBox = document.getElementById("error");
-  let cursor = Number(room.dataset.cursor);
+  let cursor = room.dataset.cursor;
   let socket = null;
+
+  // ids compare as pairs of numbers: "12" is [12, 0], "1700000000000-3" is [1700000000000, 3]
+  function idKey(id) {
+    const [first, second] = String(id).split("-");
+    return [Number(first), Number(second || 0)];
+  }
+
+  function isNewer(id, than) {
+    const [a, b] = idKey(id);
+    const [c, d] = idKey(than);
+    return a > c || (a === c && b > d);
+  }
 
   function xsrfToken() {
     const match = document.cookie.match(/(?:^|;\s*)_xsrf=([^;]*)/);
@@ -24,7 +37,7 @@
 
   function show(messages) {
     for (const message of messages) {
-      if (message.id <= cursor) continue;
+      if (!isNewer(message.id, cursor)) continue;
       cursor = message.id;
       const item = document.createElement("li");
       item.className = "message";
@@ -76,6 +89,16 @@
     };
   }
 
+  function listen() {
+    // EventSource reconnects by itself and sends Last-Event-ID; the first request passes the
+    // page's cursor. When the server refuses (not an event stream), start again later.
+    const source = new EventSource("/a/message/events?lastEventId=" + encodeURIComponent(cursor));
+    source.onmessage = (event) => show([JSON.parse(event.data)]);
+    source.onerror = () => {
+      if (source.readyState === EventSource.CLOSED) setTimeout(listen, 1000);
+    };
+  }
+
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const text = input.value;
@@ -95,5 +118,6 @@
   });
 
   if (room.dataset.transport === "websocket") connect();
+  else if (room.dataset.transport === "sse") listen();
   else poll();
 })();

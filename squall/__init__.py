@@ -24,6 +24,9 @@ _SUBMODULES = frozenset(
     """.split()
 )
 __all__ = sorted(_SUBMODULES)
+# squall's own capabilities beyond Tornado's: loaded the same way, kept out of __all__ (and
+# so out of the ``tornado`` alias of squall.tornado_compat)
+_SQUALL_SUBMODULES = frozenset({"asgi", "pubsub", "serve", "speedups", "tornado_compat"})
 
 install_uvloop_policy()
 
@@ -31,10 +34,10 @@ install_uvloop_policy()
 def __getattr__(name: str) -> Any:
     # PEP 562 hook: a submodule is imported the first time it is asked for, which keeps
     # ``import squall`` cheap and lets ``squall.web.Application`` work on its own.
-    if name not in _SUBMODULES:
+    if name not in _SUBMODULES and name not in _SQUALL_SUBMODULES:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     return importlib.import_module(f"{__name__}.{name}")
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | _SUBMODULES)
+    return sorted(set(globals()) | _SUBMODULES | _SQUALL_SUBMODULES)

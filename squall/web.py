@@ -70,6 +70,7 @@ from squall._web.handlers import (
     authenticated,
     removeslash,
 )
+from squall._web.sse import EventSourceHandler, format_event
 from squall._web.signing import (
     DEFAULT_SIGNED_VALUE_MIN_VERSION,
     DEFAULT_SIGNED_VALUE_VERSION,
@@ -124,6 +125,7 @@ __all__ = [
     "DEFAULT_SIGNED_VALUE_MIN_VERSION",
     "MIN_SUPPORTED_SIGNED_VALUE_VERSION",
     "MAX_SUPPORTED_SIGNED_VALUE_VERSION",
+    "EventSourceHandler",
 ]
 
 url = URLSpec
@@ -133,6 +135,7 @@ url = URLSpec
 for _public in (
     Application,
     ErrorHandler,
+    EventSourceHandler,
     FallbackHandler,
     Finish,
     GZipContentEncoding,

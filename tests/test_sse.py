@@ -1,4 +1,4 @@
-"""Server-sent events (squall._sse) over real sockets, and in a real browser's EventSource."""
+"""Server-sent events (squall.web.EventSourceHandler) over real sockets, and in a real browser's EventSource."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 import squall.pubsub
-from squall._sse import EventSourceHandler, format_event
+from squall.web import EventSourceHandler, format_event
 from squall.httpserver import HTTPServer
 from squall.netutil import bind_sockets
 from squall.web import Application, RequestHandler

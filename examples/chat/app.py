@@ -13,7 +13,7 @@ import squall.pubsub
 import squall.web
 import squall.websocket
 from examples.chat.messages import CHANNEL, START, Message, MessageBuffer, decode
-from squall._sse import EventSourceHandler
+from squall.web import EventSourceHandler
 from squall.pubsub import PublishError, id_key
 
 HERE = os.path.dirname(os.path.abspath(__file__))

@@ -8,7 +8,7 @@ import asyncio
 import re
 from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
-from squall.web import RequestHandler
+from squall._web.handler import RequestHandler
 
 if TYPE_CHECKING:
     from squall.pubsub import Hub, Message, OverflowPolicy, Subscription

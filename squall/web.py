@@ -70,7 +70,6 @@ from squall._web.handlers import (
     authenticated,
     removeslash,
 )
-from squall._web.sse import EventSourceHandler, format_event
 from squall._web.signing import (
     DEFAULT_SIGNED_VALUE_MIN_VERSION,
     DEFAULT_SIGNED_VALUE_VERSION,
@@ -90,6 +89,7 @@ from squall._web.signing import (
     get_signature_key_version,
     new_xsrf_secret,
 )
+from squall._web.sse import EventSourceHandler, format_event
 from squall._web.static import StaticFileHandler
 from squall._web.transforms import GZipContentEncoding, OutputTransform
 from squall._web.ui import TemplateModule, UIModule, _linkify, _xsrf_form_html

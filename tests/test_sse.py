@@ -11,10 +11,9 @@ from typing import Any
 import pytest
 
 import squall.pubsub
-from squall.web import EventSourceHandler, format_event
 from squall.httpserver import HTTPServer
 from squall.netutil import bind_sockets
-from squall.web import Application, RequestHandler
+from squall.web import Application, EventSourceHandler, RequestHandler, format_event
 
 # ------------------------------------------------------------------------------- framing
 

@@ -13,8 +13,8 @@ import squall.pubsub
 import squall.web
 import squall.websocket
 from examples.chat.messages import CHANNEL, START, Message, MessageBuffer, decode
-from squall.web import EventSourceHandler
 from squall.pubsub import PublishError, id_key
+from squall.web import EventSourceHandler
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 USER_COOKIE = "chat_user"

@@ -123,6 +123,11 @@ class HTTPServer(TCPServer, Configurable, httputil.HTTPServerConnectionDelegate)
         if self._draining:
             return await self._drained_waiter()
         self._draining = True
+        # Connections accepted just before stop() reach handle_stream a loop pass or two
+        # later (the loop builds their transport first): let them arrive, so they are
+        # drained like the others rather than cut off when this process exits.
+        for _ in range(3):
+            await asyncio.sleep(0)
         pending = _lifecycle.run_drain_callbacks(reason, app_log.error)
         for connection in list(self._connections):
             connection.drain()

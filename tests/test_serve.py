@@ -31,6 +31,14 @@ ROOT = os.path.dirname(TESTS)
 READY = re.compile(r"worker (\d+) \(pid (\d+)\) ready")
 
 
+def read_text(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -115,6 +123,8 @@ class Served:
             return self.process.wait(5)
         finally:
             self._reader.join(5)
+            if self.process.stderr is not None:
+                self.process.stderr.close()
 
     def get(self, path: str = "/", timeout: float = 10.0) -> tuple[int, str]:
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
@@ -560,10 +570,10 @@ def test_access_log_in_json_and_reopened_on_usr1(served: list[Served], tmp_path:
     )
     assert server.get("/?a=1")[0] == 200
     deadline = time.monotonic() + 10
-    while not os.path.exists(log_path) or not open(log_path).read().strip():
+    while not read_text(log_path).strip():
         assert time.monotonic() < deadline
         time.sleep(0.05)
-    entry = json.loads(open(log_path).read().splitlines()[0])
+    entry = json.loads(read_text(log_path).splitlines()[0])
     assert entry["method"] == "GET" and entry["path"] == "/" and entry["query"] == "a=1"
     assert entry["status"] == 200 and entry["remote_ip"] == "127.0.0.1"
     assert isinstance(entry["duration_ms"], float)
@@ -571,11 +581,11 @@ def test_access_log_in_json_and_reopened_on_usr1(served: list[Served], tmp_path:
     server.signal(signal.SIGUSR1)
     server.wait_for(r"USR1: reopened")
     deadline = time.monotonic() + 10
-    while not os.path.exists(log_path) or not open(log_path).read().strip():
+    while not read_text(log_path).strip():
         assert time.monotonic() < deadline, server.output()
         server.get("/again")
         time.sleep(0.1)
-    assert any(json.loads(line)["path"] == "/again" for line in open(log_path))
+    assert any(json.loads(line)["path"] == "/again" for line in read_text(log_path).splitlines())
     # the manager's own lines are JSON too
     assert json.loads(server.lines[0])["logger"] == "squall.serve"
 

@@ -63,13 +63,16 @@ def nginx_in_front(tmp_path: object) -> Iterator[tuple[Served, int]]:
     try:
         deadline = time.monotonic() + 20
         while True:
+            probe = LoadClient(port)._connect()
             try:
-                LoadClient(port)._connect().connect()
+                probe.connect()
                 break
             except OSError:
                 assert nginx.poll() is None, nginx.stderr.read() if nginx.stderr else ""
                 assert time.monotonic() < deadline, "nginx did not start"
                 time.sleep(0.05)
+            finally:
+                probe.close()
         yield server, port
     finally:
         nginx.send_signal(signal.SIGQUIT)
@@ -77,6 +80,9 @@ def nginx_in_front(tmp_path: object) -> Iterator[tuple[Served, int]]:
             nginx.wait(10)
         except subprocess.TimeoutExpired:
             nginx.kill()
+            nginx.wait(5)
+        if nginx.stderr is not None:
+            nginx.stderr.close()
         server.stop()
 
 

@@ -156,8 +156,24 @@ def ws_url(base_url):
 # --- raw-socket helpers, for bytes squall's own client would never send ---------------------
 
 
+_raw_writers: list[asyncio.StreamWriter] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_raw_clients(io_loop):
+    """Closes the raw test clients (the server side is what the tests look at)."""
+    yield
+    writers = list(_raw_writers)
+    _raw_writers.clear()
+    for writer in writers:
+        writer.close()
+    if writers and not io_loop.asyncio_loop.is_closed():
+        io_loop.asyncio_loop.run_until_complete(asyncio.sleep(0))
+
+
 async def raw_request(port, path, headers):
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    _raw_writers.append(writer)
     writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{headers}\r\n".encode())
     head = await reader.readuntil(b"\r\n\r\n")
     return reader, writer, head.decode("latin-1")

@@ -38,6 +38,26 @@ __all__ = [
 _T = TypeVar("_T")
 
 
+def _abort_open_transports(loop: asyncio.AbstractEventLoop) -> None:
+    """Closes the sockets of every transport still open on ``loop`` (for ``all_fds``).
+
+    In Tornado every stream's descriptor is registered with the IOLoop, so
+    ``close(all_fds=True)`` closes them all; squall's streams live on asyncio transports
+    instead. asyncio's selector loops keep those in a private table (uvloop closes its
+    own handles when the loop closes).
+    """
+    transports = getattr(loop, "_transports", None)
+    if not transports or loop.is_closed() or loop.is_running():
+        return
+    # (closing ones too: a close() still waiting to flush its buffer would never finish)
+    open_ones = list(transports.values())
+    for transport in open_ones:
+        transport.abort()
+    if open_ones:
+        # abort() finishes on the next loop pass (connection_lost, then the socket closes)
+        loop.run_until_complete(asyncio.sleep(0))
+
+
 class BaseAsyncIOLoop(IOLoop):
     """``IOLoop`` on top of an asyncio event loop; fd handlers map to add_reader/add_writer."""
 
@@ -72,6 +92,8 @@ class BaseAsyncIOLoop(IOLoop):
             self.remove_handler(fd)
             if all_fds:
                 self.close_fd(fileobj)
+        if all_fds:
+            _abort_open_transports(self.asyncio_loop)
         if IOLoop._ioloop_for_asyncio.get(self.asyncio_loop) is self:
             del IOLoop._ioloop_for_asyncio[self.asyncio_loop]
         if self.selector_loop is not self.asyncio_loop:

@@ -129,6 +129,21 @@ def _exception_from_exc_info(exc_info: _ExcInfo) -> BaseException | None:
     return sys.exc_info()[1]
 
 
+# Every stream with a transport, until it closes (an open transport keeps its stream alive
+# anyway, through its protocol): what IOLoop.close(all_fds=True) closes, as Tornado closes
+# the descriptors its streams registered with the IOLoop.
+_open_streams: set[BaseIOStream] = set()
+
+
+def _close_streams_on(loop: asyncio.AbstractEventLoop) -> None:
+    """Closes every squall stream still open on ``loop``."""
+    for stream in [s for s in _open_streams if s._loop is loop]:
+        try:
+            stream.close()
+        except Exception:
+            _open_streams.discard(stream)
+
+
 class BaseIOStream:
     """Buffered reads and writes over an asyncio transport (see the subclasses)."""
 
@@ -774,6 +789,7 @@ class BaseIOStream:
             transport.abort()  # type: ignore[attr-defined]
             return
         self._transport = transport
+        _open_streams.add(self)
         connect_future = self._connect_future
         if connect_future is not None:
             # Connected: resolve now, before an immediate EOF could close the stream first.
@@ -831,6 +847,7 @@ class BaseIOStream:
         if exc is not None:
             self.error = exc
         self._closed = True
+        _open_streams.discard(self)
         self.close_fd()
         self._signal_closed()
         # Nothing more arrives: drop what refers back to this stream's owners (the
@@ -1508,6 +1525,7 @@ class PipeIOStream(BaseIOStream):
             transport.abort()  # type: ignore[attr-defined]
             return
         self._transport = transport
+        _open_streams.add(self)
         if self._paused_by_user or self._paused_for_buffer:
             self._reading_paused = False
             self._set_reading_paused()

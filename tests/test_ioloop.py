@@ -255,3 +255,44 @@ def test_periodic_callback_waits_for_async_callbacks(new_ioloop):
     new_ioloop.start()
     assert counts == [3, 3]
     assert not periodic.is_running()
+
+
+@pytest.mark.parametrize("all_fds", [True, False])
+def test_close_all_fds_closes_the_streams_still_open_on_the_loop(all_fds: bool) -> None:
+    import socket as socket_module
+
+    from squall.iostream import IOStream
+    from squall.tcpserver import TCPServer
+
+    accepted: list[IOStream] = []
+
+    class Keep(TCPServer):
+        def handle_stream(self, stream: IOStream, address: object) -> None:
+            accepted.append(stream)
+
+    loop = IOLoop(make_current=False)
+    listener = socket_module.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    port = listener.getsockname()[1]
+
+    async def connect() -> IOStream:
+        server = Keep()
+        server.add_socket(listener)
+        client = IOStream(socket_module.socket())
+        await client.connect(("127.0.0.1", port))
+        for _ in range(100):
+            if accepted:
+                break
+            await asyncio.sleep(0.01)
+        server.stop()
+        return client
+
+    client = loop.run_sync(connect)
+    if all_fds:
+        loop.close(all_fds=True)  # Tornado closes every descriptor its streams registered
+        assert client.closed() and accepted[0].closed()
+    else:
+        assert not client.closed()
+        loop.run_sync(lambda: (client.close(), accepted[0].close(), asyncio.sleep(0))[-1])
+        loop.close()

@@ -142,6 +142,8 @@ def served() -> Iterator[list[Served]]:
     yield started
     for server in started:
         server.stop()
+        # (captured: pytest shows it when the test failed)
+        print(f"--- output of squall serve on port {server.port}:\n{server.output()}")
 
 
 def serve(started: list[Served], *args: str, workers: int = 1, **kwargs: object) -> Served:

@@ -565,6 +565,8 @@ async def test_client_refuses_a_bad_server_handshake():
             b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
             b"Connection: Upgrade\r\nSec-WebSocket-Accept: wrong\r\n\r\n"
         )
+        await reader.read()
+        writer.close()
 
     server = await asyncio.start_server(serve, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
@@ -585,6 +587,7 @@ async def test_client_refuses_masked_server_frames():
             b"Sec-WebSocket-Accept: " + accept.encode() + b"\r\n\r\n" + client_frame(0x81, b"x")
         )
         await reader.read()
+        writer.close()
 
     server = await asyncio.start_server(serve, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]

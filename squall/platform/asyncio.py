@@ -43,11 +43,20 @@ def _abort_open_transports(loop: asyncio.AbstractEventLoop) -> None:
 
     In Tornado every stream's descriptor is registered with the IOLoop, so
     ``close(all_fds=True)`` closes them all; squall's streams live on asyncio transports
-    instead. asyncio's selector loops keep those in a private table (uvloop closes its
-    own handles when the loop closes).
+    instead: their streams are closed, and on asyncio's selector loops, which keep their
+    transports in a private table, any other transport too (uvloop closes its own handles
+    when the loop closes, but warns about those still open).
     """
+    if loop.is_closed():
+        return
+    iostream = sys.modules.get("squall.iostream")
+    if iostream is not None:
+        iostream._close_streams_on(loop)  # type: ignore[attr-defined]
+    if loop.is_running():
+        return
     transports = getattr(loop, "_transports", None)
-    if not transports or loop.is_closed() or loop.is_running():
+    if not transports:
+        loop.run_until_complete(asyncio.sleep(0))  # (the streams' closes finish there)
         return
     # (closing ones too: a close() still waiting to flush its buffer would never finish)
     open_ones = list(transports.values())

@@ -19,7 +19,8 @@ _drain_callbacks: list[DrainCallback] = []
 
 
 class Upgraded(Protocol):
-    """A connection taken over from HTTP that a drain must close politely."""
+    """A long-lived connection a drain must end politely: a WebSocket (taken over from
+    HTTP), or an event stream (an HTTP response that would otherwise never finish)."""
 
     def _drain_close(self, code: int, reason: str) -> None: ...
 

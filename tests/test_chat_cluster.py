@@ -216,3 +216,66 @@ def test_three_transports_on_two_processes_through_redis_and_nginx(cluster: Clus
             assert all(server.poll() is None for server in cluster.servers)
         finally:
             browser.close()
+
+
+def test_the_chat_under_squall_serve_survives_a_rolling_reload(tmp_path: Any) -> None:
+    """``squall serve`` with two workers on a Redis stream, behind nginx: a WebSocket user,
+    a long-polling user and an event-stream user keep seeing every message in order while
+    SIGHUP replaces both workers (sockets get 1012 and reconnect, polls are answered by the
+    drain and poll again, event streams end and EventSource resumes after Last-Event-ID)."""
+    if browser_missing:
+        pytest.skip(browser_missing)
+    from playwright.sync_api import sync_playwright
+    from test_serve import Served
+
+    redis = RedisServer(str(tmp_path))
+    redis.start()
+    nginx: Nginx | None = None
+    served = Served(
+        "examples.chat.app:serve_app", "--workers", "2", cwd=ROOT,
+        env={
+            "CHAT_PUBSUB": f"{redis.stream_url}?{HUB_OPTIONS}",
+            "CHAT_DATA_DIR": str(tmp_path),
+            "CHAT_COOKIE_SECRET": SECRET,
+        },
+    )
+    try:
+        served.wait_for(r"ready", count=2)
+        nginx_dir = tmp_path / "nginx"
+        nginx_dir.mkdir()
+        nginx = Nginx(str(nginx_dir), [served.port])
+        nginx.start()
+        url = nginx.url
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+            try:
+                pages = [
+                    _sign_in(browser, url, name, transport, backend=0)
+                    for name, transport in (("alice", "websocket"), ("bob", "poll"),
+                                            ("carol", "sse"))
+                ]
+                pages[0].wait_for_timeout(500)
+                sent = []
+                for page, name in zip(pages, ("alice", "bob", "carol"), strict=True):
+                    text = f"{name} before the reload"
+                    _send(page, text)
+                    sent.append(text)
+                    for other in pages:
+                        _wait_for(other, text)
+                old = set(served.ready_pids())
+                served.signal(__import__("signal").SIGHUP)
+                served.wait_for(r"reload complete", timeout=60)
+                assert not old & set(served.ready_pids()[-2:])  # both workers are new
+                for page, name in zip(pages, ("carol", "alice", "bob"), strict=True):
+                    text = f"{name} after the reload"
+                    _send_until_delivered(page, pages, text)
+                    sent.append(text)
+                for page in pages:
+                    assert _bodies(page) == sent  # in order, nothing lost, nothing twice
+            finally:
+                browser.close()
+    finally:
+        if nginx is not None:
+            nginx.close()
+        served.stop()
+        redis.close()

@@ -55,12 +55,17 @@ class Served:
         cwd: str = TESTS,
         pass_fds: tuple[int, ...] = (),
         listen: bool = True,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.port = port if port is not None else free_port()
         command = [sys.executable, "-m", "squall", "serve", *args]
         if listen:
             command += ["--port", str(self.port)]
-        env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        env = dict(
+            os.environ,
+            PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
+            **(env or {}),
+        )
         self.process = subprocess.Popen(
             command,
             cwd=cwd,

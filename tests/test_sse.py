@@ -371,3 +371,26 @@ def test_browser_event_source_resumes_with_last_event_id(browser_server: Any) ->
     assert got == [f"{i}=later {n}" for n, i in enumerate(later)]  # in order, nothing twice
     assert seen[0] is None and seen[1:3] == [later[1], later[3]]  # resumed with Last-Event-ID
     assert ids  # (published before the page opened: not part of its stream)
+
+
+async def test_a_draining_server_ends_event_streams_cleanly(base_url: str, http_server: Any) -> None:
+    from squall.pubsub import connect
+
+    hub = connect("memory://")
+    STATE["hub"] = hub
+    idle = await SSEClient.open(base_url, "/idle")
+    feed = await SSEClient.open(base_url, "/feed")
+    try:
+        await STATE["opened"].wait()
+        await hub.publish("room", "before the drain")
+        assert (await feed.event())["data"] == "before the drain"  # type: ignore[index]
+        await http_server.drain(10, reason="reload")
+        # both streams end with the chunked terminator (EventSource then reconnects), and
+        # the server says it closes the connection
+        assert await idle.event() is None and await feed.event() is None
+        assert STATE["returned"] is True
+        assert await idle.reader.read() == b"" and await feed.reader.read() == b""
+    finally:
+        idle.close()
+        feed.close()
+        await hub.close()

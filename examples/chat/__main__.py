@@ -5,17 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 
-from examples.chat.app import load_cookie_secret, make_app
+from examples.chat.app import (
+    DEFAULT_DATA_DIR,
+    answer_long_polls_on_drain,
+    load_cookie_secret,
+    make_app,
+)
 from squall.options import define, options, parse_command_line
 
 define("port", default=8888, type=int, help="port to listen on")
 define("address", default="127.0.0.1", help="address to listen on")
 define(
     "data_dir",
-    default=os.path.join(os.path.dirname(__file__), "data"),
+    default=DEFAULT_DATA_DIR,
     help="where the generated cookie secret is kept",
 )
 define("cookie_secret", default="", help="signs the nickname cookie (generated when empty)")
@@ -38,6 +42,7 @@ async def serve() -> None:
     )
     buffer = app.settings["message_buffer"]
     await buffer.start()
+    answer_long_polls_on_drain(app)
     server = app.listen(options.port, options.address)
     log.info("chat on http://%s:%d/ (messages through %s)", options.address, options.port,
              options.pubsub)
@@ -49,13 +54,10 @@ async def serve() -> None:
     await stopping.wait()
 
     log.info("shutting down")
-    server.stop()
-    buffer.wake_everyone()
-    for subscriber in list(buffer.subscribers):
-        subscriber.close(1001, "server shutting down")
-    await buffer.close()  # ends the event streams too
-    await asyncio.sleep(0.2)  # lets the close frames and last poll answers go out
-    await server.close_all_connections()
+    # pending polls answered, WebSockets closed with 1001, event streams ended, in-flight
+    # requests finished: what squall serve does for each of its workers
+    await server.drain(timeout=5)
+    await buffer.close()
 
 
 def main() -> None:

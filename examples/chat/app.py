@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 import squall.pubsub
+import squall.serve
 import squall.web
 import squall.websocket
 from examples.chat.messages import CHANNEL, START, Message, MessageBuffer, decode
@@ -17,6 +18,7 @@ from squall.pubsub import PublishError, id_key
 from squall.web import EventSourceHandler
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_DATA_DIR = os.path.join(HERE, "data")
 USER_COOKIE = "chat_user"
 MAX_NICKNAME = 32
 MAX_MESSAGE = 2000
@@ -289,3 +291,28 @@ def make_app(
         message_buffer=MessageBuffer(squall.pubsub.connect(pubsub), history),
         debug=debug,
     )
+
+
+def answer_long_polls_on_drain(app: squall.web.Application) -> None:
+    """A draining server (squall serve's reload or stop) answers the pending long polls at
+    once, so those clients poll again, reaching a worker that stays. (WebSockets get 1012
+    or 1001 and event streams end from the drain itself; the browser reconnects both.)"""
+    buffer: MessageBuffer = app.settings["message_buffer"]
+    squall.serve.add_drain_callback(lambda reason: buffer.wake_everyone())
+
+
+async def serve_app() -> squall.web.Application:
+    """The chat for ``squall serve examples.chat.app:serve_app`` (any number of workers).
+
+    Settings come from the environment the workers inherit: ``CHAT_PUBSUB`` (the hub's
+    URL, e.g. ``redis+stream://127.0.0.1:6379``; ``memory://`` keeps each worker's room to
+    itself), ``CHAT_DATA_DIR`` and ``CHAT_COOKIE_SECRET`` (as the command's options).
+    """
+    secret = load_cookie_secret(
+        os.environ.get("CHAT_DATA_DIR", DEFAULT_DATA_DIR), os.environ.get("CHAT_COOKIE_SECRET", "")
+    )
+    app = make_app(secret, pubsub=os.environ.get("CHAT_PUBSUB", "memory://"))
+    await app.settings["message_buffer"].start()
+    answer_long_polls_on_drain(app)
+    return app
+

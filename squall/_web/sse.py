@@ -8,6 +8,7 @@ import asyncio
 import re
 from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
+from squall import _lifecycle
 from squall._web.handler import RequestHandler
 
 if TYPE_CHECKING:
@@ -111,6 +112,9 @@ class EventSourceHandler(RequestHandler):
             future.set_result(None)
             return future
         self._sse_started = True
+        # a draining server ends the stream (the browser reconnects, to another worker)
+        context = getattr(self.request.connection, "context", None)
+        _lifecycle.track_upgraded(self, getattr(context, "server", None))
         self.set_header("Content-Type", "text/event-stream")
         self.set_header("Cache-Control", "no-cache")
         self.set_header("X-Accel-Buffering", "no")  # (nginx: pass each event on at once)
@@ -179,9 +183,9 @@ class EventSourceHandler(RequestHandler):
         A `squall.pubsub.Gap` becomes an event named ``gap_event`` whose data is the last id
         delivered (None to skip gaps). A ``Last-Event-ID`` that is no message id gets 400.
         """
+        from squall._web.errors import HTTPError
         from squall.iostream import StreamClosedError
         from squall.pubsub import Gap, id_key
-        from squall.web import HTTPError
 
         if since is _FROM_LAST_EVENT_ID:
             since = self.last_event_id
@@ -232,7 +236,14 @@ class EventSourceHandler(RequestHandler):
         future = self.flush()
         future.add_done_callback(_ignore_error)
 
+    def _drain_close(self, code: int, reason: str) -> None:
+        self._sse_end()  # subscriptions end, get() returns and the response finishes
+
+    def _drain_abort(self) -> None:
+        self._sse_end()
+
     def _sse_end(self) -> None:
+        _lifecycle.forget_upgraded(self)
         self._sse_closed = True
         if self._sse_heartbeat is not None:
             self._sse_heartbeat.cancel()

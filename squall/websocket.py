@@ -1196,11 +1196,13 @@ class WebSocketClientConnection(simple_httpclient._HTTPConnection):
         headers: httputil.HTTPHeaders,
     ) -> None:
         assert isinstance(start_line, httputil.ResponseStartLine)
-        self.code = start_line.code
-        self.reason = start_line.reason
         self.headers = headers
-        if self.code != 101:
+        if start_line.code != 101:
+            self.code = start_line.code
+            self.reason = start_line.reason
             return
+        # An upgraded connection keeps code None, as in Tornado (code is an HTTP answer's,
+        # and applications tell a WebSocket apart from an HTTP response by it).
         if "websocket" not in _header_tokens(headers.get("Upgrade")):
             raise WebSocketError("the server did not upgrade to WebSocket")
         if "upgrade" not in _header_tokens(_joined_header(headers, "Connection")):

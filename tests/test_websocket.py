@@ -228,6 +228,14 @@ async def expect_close(reader, code, writer=None):
 # --- the happy path -----------------------------------------------------------------------
 
 
+async def test_an_upgraded_client_has_no_http_code_but_the_101_headers(ws_url):
+    # (as in Tornado: code is for HTTP answers; jupyter_server's tests rely on it)
+    ws = await websocket_connect(ws_url + "/echo")
+    assert ws.code is None
+    assert ws.headers["Upgrade"].lower() == "websocket"
+    ws.close()
+
+
 async def test_echo_text_binary_and_unicode(ws_url):
     ws = await websocket_connect(ws_url + "/echo")
     await ws.write_message("hello")

@@ -16,6 +16,7 @@ import email.utils
 import logging
 import os
 import re
+import sys
 import time
 from typing import TYPE_CHECKING, Any, Optional, Union
 
@@ -62,6 +63,24 @@ def http_date() -> str:
     return _date[1]
 
 
+if sys.version_info >= (3, 12):
+
+    def spawn(coro: Any) -> asyncio.Task[None]:
+        """A task for ``coro`` that runs at once, up to its first wait: a hello-world
+        application answers within the call that delivered its request, and one that
+        waits continues as an ordinary task (a real one: frameworks ask for it)."""
+        loop = asyncio.get_running_loop()
+        if asyncio.current_task(loop) is not None:
+            return loop.create_task(coro)  # (eager start cannot nest in a running task)
+        return asyncio.Task(coro, loop=loop, eager_start=True)  # type: ignore[call-arg]
+
+else:
+
+    def spawn(coro: Any) -> asyncio.Task[None]:
+        """A task for ``coro`` (Python 3.11 has no eager start: it runs next loop turn)."""
+        return asyncio.get_running_loop().create_task(coro)
+
+
 def start_line_for(status: int) -> httputil.ResponseStartLine:
     line = _START_LINES.get(status)
     if line is None:
@@ -71,31 +90,49 @@ def start_line_for(status: int) -> httputil.ResponseStartLine:
     return line
 
 
-def response_headers(raw: Any) -> tuple[httputil.HTTPHeaders, bool]:
-    """HTTPHeaders for an ASGI header list, and whether it sets Content-Length.
+# ASGI header lists seen recently -> their checked HTTPHeaders: applications tend to send
+# the same few lists, and a copy costs a third of the checks
+_HEADERS_SEEN: dict[tuple[Any, ...], tuple[httputil.HTTPHeaders, bool, bool]] = {}
+_HEADERS_SEEN_LIMIT = 256
+
+
+def response_headers(raw: Any) -> tuple[httputil.HTTPHeaders, bool, bool]:
+    """HTTPHeaders for an ASGI header list, and whether it sets Content-Length and Date.
 
     Names must be tokens and values free of control characters; Transfer-Encoding is
     dropped, because the server frames the body itself.
     """
-    headers = httputil.HTTPHeaders()
-    has_length = False
-    names = _RESPONSE_NAMES
     try:
-        items = list(raw)
+        items = tuple(raw)
     except TypeError:
         raise ASGIProtocolError("response headers must be an iterable of (name, value) pairs")
+    try:
+        seen = _HEADERS_SEEN.get(items)
+    except TypeError:  # (lists inside: not hashable, not remembered)
+        return _checked_headers(items)
+    if seen is not None:
+        return seen[0].copy(), seen[1], seen[2]
+    headers, has_length, has_date = _checked_headers(items)
+    if len(_HEADERS_SEEN) >= _HEADERS_SEEN_LIMIT:
+        _HEADERS_SEEN.clear()
+    _HEADERS_SEEN[items] = (headers.copy(), has_length, has_date)
+    return headers, has_length, has_date
+
+
+def _checked_headers(items: tuple[Any, ...]) -> tuple[httputil.HTTPHeaders, bool, bool]:
+    headers = httputil.HTTPHeaders()
+    has_length = has_date = False
+    names = _RESPONSE_NAMES
     for item in items:
         try:
             name, value = item
         except (TypeError, ValueError):
             raise ASGIProtocolError(f"a response header must be a (name, value) pair: {item!r}")
         if type(name) is not bytes or type(value) is not bytes:
-            if isinstance(name, (bytearray, memoryview)) and isinstance(
+            if isinstance(name, (bytes, bytearray, memoryview)) and isinstance(
                 value, (bytes, bytearray, memoryview)
             ):
                 name, value = bytes(name), bytes(value)
-            elif isinstance(name, bytes) and isinstance(value, (bytearray, memoryview)):
-                value = bytes(value)
             else:
                 raise ASGIProtocolError(f"response header names and values must be bytes: {item!r}")
         text_name = names.get(name)
@@ -112,12 +149,14 @@ def response_headers(raw: Any) -> tuple[httputil.HTTPHeaders, bool]:
             continue
         if lowered == b"content-length":
             has_length = True
+        elif lowered == b"date":
+            has_date = True
         text_value = value.decode("latin-1").strip(" \t")
         if text_name in headers:
             headers.add(text_name, text_value)
         else:
             headers[text_name] = text_value
-    return headers, has_length
+    return headers, has_length, has_date
 
 
 def as_bytes(body: Any, what: str = "body") -> bytes:
@@ -214,6 +253,7 @@ class HTTPExchange(httputil.HTTPMessageDelegate):
         "_status",
         "_response_headers",
         "_has_length",
+        "_has_date",
         "_trailers",
         "_trailer_fields",
         "_disconnected",
@@ -242,6 +282,7 @@ class HTTPExchange(httputil.HTTPMessageDelegate):
         self._status = 0
         self._response_headers: Optional[httputil.HTTPHeaders] = None
         self._has_length = False
+        self._has_date = False
         self._trailers = False
         self._trailer_fields: Optional[list[tuple[bytes, bytes]]] = None
         self._disconnected = False
@@ -262,28 +303,36 @@ class HTTPExchange(httputil.HTTPMessageDelegate):
         self._start_line = start_line
         self._headers = headers
         conn = self._conn
-        set_close_callback = getattr(conn, "set_close_callback", None)
-        if set_close_callback is not None:
+        try:
             # also reports a close after the request was read, while the response runs
-            set_close_callback(self._on_close)
-        if "Upgrade" in headers:
-            upgrade = headers.get("Upgrade", "")
-            if "websocket" in upgrade.lower() and start_line.method == "GET":
+            conn.set_close_callback(self._on_close)
+        except AttributeError:
+            pass
+        if type(headers) is httputil.HTTPHeaders:
+            # (its name -> values dict: two lookups that run for every request)
+            values = headers._values
+            upgrade = "Upgrade" in values
+            expect = values.get("Expect")
+        else:
+            upgrade = "Upgrade" in headers
+            expect = headers.get_list("Expect") or None
+        if upgrade:
+            if "websocket" in headers.get("Upgrade", "").lower() and start_line.method == "GET":
                 from squall._asgi._websocket import WebSocketSession
 
                 self._websocket = WebSocketSession(self._owner, conn, start_line, headers)
                 return None
-        expect = headers.get("Expect")
         if (
             expect is not None
-            and expect.strip().lower() == "100-continue"
+            and ",".join(expect).strip().lower() == "100-continue"
             and start_line.version == "HTTP/1.1"
         ):
             # The connection sends "100 Continue" once this future is done, unless a
             # response went out first: receive() completes it, so the client sends its
-            # body only when the application asks for it.
-            self._start_app()
+            # body only when the application asks for it. (Made before the application
+            # starts: it may run at once, up to its first wait.)
             gate = self._continue = asyncio.get_running_loop().create_future()
+            self._start_app()
             return gate
         return None
 
@@ -302,11 +351,11 @@ class HTTPExchange(httputil.HTTPMessageDelegate):
             if not waiter.done():
                 waiter.set_result(None)
         if self._body_size > READ_AHEAD:
-            if not self._started:
-                self._start_app()
             gate = self._gate
             if gate is None:
                 gate = self._gate = asyncio.get_running_loop().create_future()
+            if not self._started:
+                self._start_app()  # (may take the body at once: the gate is then done)
             return gate
         return None
 
@@ -353,7 +402,7 @@ class HTTPExchange(httputil.HTTPMessageDelegate):
         owner = self._owner
         self._start_time = time.time()
         scope = owner._http_scope(self._conn, self._start_line, self._headers)  # type: ignore[arg-type]
-        self._task = asyncio.get_running_loop().create_task(self._run(scope))
+        self._task = spawn(self._run(scope))
 
     async def _run(self, scope: dict[str, Any]) -> None:
         try:
@@ -483,7 +532,11 @@ class HTTPExchange(httputil.HTTPMessageDelegate):
                     self._state = _TRAILERS
                 else:
                     self._complete()
-            await await_write(future)
+            if future is not None:
+                if not future.done():
+                    await await_write(future)
+                elif not future.cancelled() and future.exception() is not None:
+                    raise ClientDisconnected("the client closed the connection")
             return
         if kind == "http.response.start":
             if self._state != _NOT_STARTED:
@@ -494,7 +547,11 @@ class HTTPExchange(httputil.HTTPMessageDelegate):
                     status = int(status)
                 else:
                     raise ASGIProtocolError(f"invalid response status {status!r}")
-            self._response_headers, self._has_length = response_headers(message.get("headers", ()))
+            (
+                self._response_headers,
+                self._has_length,
+                self._has_date,
+            ) = response_headers(message.get("headers", ()))
             self._status = status
             self._trailers = bool(message.get("trailers", False))
             self._state = _STARTED
@@ -536,7 +593,7 @@ class HTTPExchange(httputil.HTTPMessageDelegate):
         ):
             # the whole body is known: a length instead of chunks
             headers["Content-Length"] = str(len(body))
-        if "Date" not in headers:
+        if not self._has_date:
             headers["Date"] = http_date()
         future: asyncio.Future[None] = self._conn.write_headers(
             start_line_for(status), headers, body
@@ -546,7 +603,8 @@ class HTTPExchange(httputil.HTTPMessageDelegate):
 
     def _complete(self) -> None:
         self._state = _COMPLETE
-        self._wake()
+        if self._waiter is not None:
+            self._wake()
         self._conn.finish()
         self._log(self._status)
 
@@ -582,7 +640,7 @@ class HTTPExchange(httputil.HTTPMessageDelegate):
             raise ASGIProtocolError("'http.response.trailers' sent without trailers=True")
         if self._disconnected:
             raise ClientDisconnected("the client closed the connection")
-        fields, _ = response_headers(message.get("headers", ()))
+        fields = response_headers(message.get("headers", ()))[0]
         pending = self._trailer_fields
         if pending is None:
             pending = self._trailer_fields = []
@@ -626,7 +684,7 @@ class HTTPExchange(httputil.HTTPMessageDelegate):
             trailers = self._trailers
             self._trailers = False  # a length-framed body carries none
             conn = self._conn
-            if "Date" not in headers:
+            if not self._has_date:
                 headers["Date"] = http_date()
             future = conn.write_headers(start_line_for(self._status), headers, b"")
             self._state = _STREAMING

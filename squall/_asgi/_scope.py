@@ -67,14 +67,49 @@ def scope_headers(headers: httputil.HTTPHeaders) -> list[tuple[bytes, bytes]]:
     names = _SCOPE_NAMES
     result: list[tuple[bytes, bytes]] = []
     append = result.append
+    if type(headers) is httputil.HTTPHeaders:
+        # (the name -> values dict directly: this runs for every request)
+        for name, values in headers._values.items():
+            encoded = names.get(name)
+            if encoded is None:
+                encoded = _scope_name(name)
+            for value in values:
+                append((encoded, value.encode("latin-1")))
+        return result
     for name, value in headers.get_all():
         encoded = names.get(name)
         if encoded is None:
-            encoded = name.lower().encode("latin-1")
-            if len(names) < _SCOPE_NAMES_LIMIT:
-                names[name] = encoded
+            encoded = _scope_name(name)
         append((encoded, value.encode("latin-1")))
     return result
+
+
+def _scope_name(name: str) -> bytes:
+    encoded = name.lower().encode("latin-1")
+    if len(_SCOPE_NAMES) < _SCOPE_NAMES_LIMIT:
+        _SCOPE_NAMES[name] = encoded
+    return encoded
+
+
+def connection_addresses(
+    request_conn: Any,
+) -> tuple[Optional[tuple[str, int]], Optional[tuple[Any, Any]]]:
+    """``addresses``, remembered on the stream for the next request of the connection."""
+    stream = getattr(request_conn, "stream", None)
+    context = getattr(request_conn, "context", None)
+    remote_ip = getattr(context, "remote_ip", None)
+    try:
+        cached = stream._squall_asgi_addresses  # type: ignore[union-attr]
+    except AttributeError:
+        cached = None
+    if cached is not None and cached[0] == remote_ip:
+        return cached[1]  # type: ignore[no-any-return]
+    found = addresses(request_conn)
+    try:
+        stream._squall_asgi_addresses = (remote_ip, found)  # type: ignore[union-attr]
+    except AttributeError:
+        pass
+    return found
 
 
 def addresses(request_conn: Any) -> tuple[Optional[tuple[str, int]], Optional[tuple[Any, Any]]]:

@@ -11,8 +11,8 @@ from squall import httputil
 from squall._asgi._http import HTTPExchange
 from squall._asgi._lifespan import Lifespan
 from squall._asgi._scope import (
-    addresses,
-    asgi_info,
+    ASGI_SPEC_VERSION,
+    connection_addresses,
     decode_path,
     http_version,
     scope_headers,
@@ -87,17 +87,26 @@ class ASGIDelegate(httputil.HTTPServerConnectionDelegate):
         start_line: httputil.RequestStartLine,
         headers: httputil.HTTPHeaders,
     ) -> dict[str, Any]:
-        raw_path, query = split_target(start_line.path)
+        target = start_line.path
+        if target[:1] == "/" and "?" not in target:
+            raw_path, query = target, ""
+        else:
+            raw_path, query = split_target(target)
+        if "%" in raw_path or not raw_path.isascii():
+            path = decode_path(raw_path)
+        else:
+            path = raw_path
         root = self.root_path
-        client, server = addresses(request_conn)
+        client, server = connection_addresses(request_conn)
+        version = start_line.version
         scope: dict[str, Any] = {
             "type": kind,
-            "asgi": asgi_info(),
-            "http_version": http_version(start_line.version),
+            "asgi": {"version": "3.0", "spec_version": ASGI_SPEC_VERSION},
+            "http_version": "1.1" if version == "HTTP/1.1" else http_version(version),
             "scheme": scheme,
-            "path": root + decode_path(raw_path) if root else decode_path(raw_path),
+            "path": root + path if root else path,
             "raw_path": self._raw_root + raw_path.encode("latin-1"),
-            "query_string": query.encode("latin-1"),
+            "query_string": query.encode("latin-1") if query else b"",
             "root_path": root,
             "headers": scope_headers(headers),
             "client": client,

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from squall import _lifecycle, httputil
 from squall._asgi._errors import ASGIProtocolError, ClientDisconnected
-from squall._asgi._http import as_bytes, await_write, response_headers, start_line_for
+from squall._asgi._http import as_bytes, await_write, response_headers, spawn, start_line_for
 from squall._websocket_frames import (
     CLOSE_ABNORMAL,
     CLOSE_INTERNAL_ERROR,
@@ -131,7 +131,7 @@ class WebSocketSession:
             return
         self._start_time = time.time()
         scope = self._owner._websocket_scope(self._conn, self._start_line, headers)
-        self._task = asyncio.get_running_loop().create_task(self._run(scope))
+        self._task = spawn(self._run(scope))
 
     def _refuse(self, status: int, text: str) -> None:
         gen_log.debug("refused WebSocket upgrade (%d): %s", status, text)
@@ -278,7 +278,7 @@ class WebSocketSession:
             status = message.get("status")
             if not isinstance(status, int) or not 100 <= status <= 599 or status == 101:
                 raise ASGIProtocolError(f"invalid denial status {status!r}")
-            self._deny_headers, self._deny_has_length = response_headers(
+            self._deny_headers, self._deny_has_length, _ = response_headers(
                 message.get("headers", ())
             )
             self._deny_status = status
@@ -336,7 +336,7 @@ class WebSocketSession:
         )
         if negotiated is not None:
             headers["Sec-WebSocket-Extensions"] = negotiated[0]
-        extra, _ = response_headers(message.get("headers", ()))
+        extra = response_headers(message.get("headers", ()))[0]
         for name, value in extra.get_all():
             lowered = name.lower().encode("latin-1")
             if lowered in _RESERVED:

@@ -543,7 +543,11 @@ class HTTPExchange(httputil.HTTPMessageDelegate):
                 raise self._out_of_order(kind)
             status = message.get("status")
             if type(status) is not int or not 200 <= status <= 599:
-                if isinstance(status, int) and not isinstance(status, bool) and 200 <= status <= 599:
+                if (
+                    isinstance(status, int)
+                    and not isinstance(status, bool)
+                    and 200 <= status <= 599
+                ):
                     status = int(status)
                 else:
                     raise ASGIProtocolError(f"invalid response status {status!r}")
@@ -584,6 +588,16 @@ class HTTPExchange(httputil.HTTPMessageDelegate):
         headers = self._response_headers
         assert headers is not None
         status = self._status
+        if self._has_length and status not in _NO_BODY_STATUSES:
+            declared = headers.get("Content-Length", "")
+            if declared.isdigit() and (
+                len(body) > int(declared) or (not more and len(body) < int(declared))
+            ):
+                # caught before anything is written: the client gets a 500, not a cut body
+                raise ASGIProtocolError(
+                    f"a body of {len(body)} bytes {'so far ' if more else ''}does not match "
+                    f"Content-Length {declared}"
+                )
         if (
             not more
             and not self._has_length

@@ -25,7 +25,7 @@ def asgi_info() -> dict[str, str]:
 
 
 def http_version(version: str) -> str:
-    """"1.1" for "HTTP/1.1" and so on: the scope takes its version from the connection's
+    """ "1.1" for "HTTP/1.1" and so on: the scope takes its version from the connection's
     start line, so an HTTP/2 connection feeding the same delegate says "2"."""
     known = _HTTP_VERSIONS.get(version)
     if known is not None:
@@ -201,8 +201,10 @@ _RDN_NAMES = {
 def _rfc4514_escape(value: str) -> str:
     out = []
     for index, char in enumerate(value):
-        if char in ',+"\\<>;' or (char == "#" and index == 0) or (
-            char == " " and index in (0, len(value) - 1)
+        if (
+            char in ',+"\\<>;'
+            or (char == "#" and index == 0)
+            or (char == " " and index in (0, len(value) - 1))
         ):
             out.append("\\" + char)
         elif char == "\x00":
@@ -218,9 +220,7 @@ def _distinguished_name(subject: Any) -> Optional[str]:
     rdns = []
     # RFC 4514 writes the sequence of RDNs last first
     for rdn in reversed(subject):
-        parts = [
-            f"{_RDN_NAMES.get(key, key)}={_rfc4514_escape(str(value))}" for key, value in rdn
-        ]
+        parts = [f"{_RDN_NAMES.get(key, key)}={_rfc4514_escape(str(value))}" for key, value in rdn]
         rdns.append("+".join(parts))
     return ",".join(rdns)
 

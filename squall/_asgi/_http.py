@@ -588,7 +588,8 @@ class HTTPExchange(httputil.HTTPMessageDelegate):
         headers = self._response_headers
         assert headers is not None
         status = self._status
-        if self._has_length and status not in _NO_BODY_STATUSES:
+        head_only = self._start_line.method == "HEAD"  # type: ignore[union-attr]
+        if self._has_length and status not in _NO_BODY_STATUSES and not head_only:
             declared = headers.get("Content-Length", "")
             if declared.isdigit() and (
                 len(body) > int(declared) or (not more and len(body) < int(declared))
@@ -603,7 +604,7 @@ class HTTPExchange(httputil.HTTPMessageDelegate):
             and not self._has_length
             and not self._trailers
             and status not in _NO_BODY_STATUSES
-            and (body or self._start_line.method != "HEAD")  # type: ignore[union-attr]
+            and (body or not head_only)
         ):
             # the whole body is known: a length instead of chunks
             headers["Content-Length"] = str(len(body))

@@ -385,6 +385,9 @@ class EventsHandler(web.RequestHandler):
     def get(self) -> None:
         self.write({"events": handler_events})
 
+    def delete(self) -> None:
+        handler_events.clear()
+
 
 class EchoSocket(websocket.WebSocketHandler):
     def select_subprotocol(self, subprotocols: list[str]) -> str | None:

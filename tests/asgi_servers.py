@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 
@@ -43,6 +44,8 @@ def running(
 ) -> Iterator[int]:
     """``server`` serving ``target`` (MODULE:ATTR from tests/) on a free port."""
     port = free_port()
+    # (a file, not a pipe: a pipe nobody reads would stall a server that logs a lot)
+    log = tempfile.TemporaryFile()
     process = subprocess.Popen(
         command(server, target, port, *extra),
         cwd=TESTS,
@@ -53,7 +56,7 @@ def running(
         },
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=log,
     )
     try:
         deadline = time.monotonic() + 30
@@ -61,8 +64,8 @@ def running(
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
                 break
             if process.poll() is not None or time.monotonic() > deadline:
-                error = process.stderr.read().decode(errors="replace") if process.stderr else ""
-                raise RuntimeError(f"{server} did not start: {error}")
+                log.seek(0)
+                raise RuntimeError(f"{server} did not start: {log.read().decode(errors='replace')}")
             time.sleep(0.05)
         yield port
     finally:
@@ -72,5 +75,4 @@ def running(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(5)
-        if process.stderr is not None:
-            process.stderr.close()
+        log.close()

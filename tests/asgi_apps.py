@@ -447,3 +447,25 @@ def chat_asgi() -> ASGIAdapter:
 
     data_dir = os.environ.get("CHAT_DATA_DIR") or os.path.join(HERE, ".chat-data")
     return ASGIAdapter(make_app(load_cookie_secret(data_dir, ""), False))
+
+
+def raw_app_factory() -> Any:
+    """A zero-argument factory returning the ASGI app (``squall serve --factory``)."""
+    return raw_app
+
+
+async def plain_asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """An ASGI app without lifespan support (it refuses every other scope type)."""
+    if scope["type"] == "websocket":
+        await receive()
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.send", "text": f"pid {os.getpid()}"})
+        for _ in range(100_000):
+            message = await receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            await send({"type": "websocket.send", "text": message.get("text") or ""})
+        return
+    if scope["type"] != "http":
+        raise ValueError(f"plain_asgi serves no {scope['type']!r} scope")
+    await _respond(send, 200, f"plain {os.getpid()} state={'state' in scope}".encode())

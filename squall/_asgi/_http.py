@@ -415,7 +415,11 @@ class HTTPExchange(httputil.HTTPMessageDelegate):
             if self._state != _COMPLETE:
                 self._returned_early()
         finally:
+            # The connection keeps its delegate (this exchange) until it is dropped
+            # itself; letting go of it here leaves no cycle, so both go by reference
+            # counting instead of waiting for the garbage collector.
             self._task = None
+            self._conn = None
 
     def _app_failed(self, error: BaseException) -> None:
         if isinstance(error, asyncio.CancelledError):

@@ -168,7 +168,9 @@ class WebSocketSession:
         else:
             self._app_returned()
         finally:
+            # (no cycle with the HTTP connection, which keeps its delegate: see _http)
             self._task = None
+            self._conn = None
 
     def _app_failed(self, error: BaseException) -> None:
         if isinstance(error, asyncio.CancelledError):

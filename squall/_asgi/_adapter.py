@@ -102,7 +102,6 @@ class ASGIConnection(httputil.HTTPConnection):
     ) -> None:
         self.scope = scope
         self.context = _Context(scope)
-        self.stream = _StreamView(self)
         self._send = send
         self._loop = asyncio.get_running_loop()
         self._outbox: collections.deque[tuple[dict[str, Any], Optional[asyncio.Future[None]]]] = (
@@ -120,6 +119,12 @@ class ASGIConnection(httputil.HTTPConnection):
         self.max_body_size = max_body_size
         self.body_timeout = body_timeout
         self._delegate: Optional[httputil.HTTPMessageDelegate] = None
+
+    @property
+    def stream(self) -> _StreamView:
+        """A stand-in for the stream, with ``closed()`` (made on each use: a view kept
+        here would be a reference cycle)."""
+        return _StreamView(self)
 
     # -- HTTPConnection --------------------------------------------------------------------
 

@@ -265,3 +265,23 @@ def test_adapter_needs_an_application() -> None:
 def test_detach_error_is_a_runtime_error() -> None:
     assert issubclass(DetachUnsupportedError, RuntimeError)
     assert issubclass(httputil.HTTPOutputError, Exception)
+
+
+async def test_adapter_lifespan_under_squall_asgi_server() -> None:
+    from squall.asgi import ASGIServer
+
+    server = ASGIServer(asgi_apps.squall_asgi, lifespan="on")
+    await server.startup()
+    assert server.lifespan.supported is True
+    await server.shutdown()
+
+
+async def test_adapter_refuses_unknown_scope_types() -> None:
+    async def receive() -> dict[str, Any]:
+        return {"type": "none"}
+
+    async def send(message: dict[str, Any]) -> None:
+        pass
+
+    with pytest.raises(ValueError, match="scope type 'weird'"):
+        await asgi_apps.squall_asgi({"type": "weird"}, receive, send)

@@ -84,6 +84,32 @@ def scope_headers(headers: httputil.HTTPHeaders) -> list[tuple[bytes, bytes]]:
     return result
 
 
+def connection_scope_headers(
+    stream: Any, headers: httputil.HTTPHeaders
+) -> list[tuple[bytes, bytes]]:
+    """``scope_headers``, reusing the last request's list when a keep-alive connection
+    sent the very same fields again (load generators and browsers mostly do)."""
+    if type(headers) is not httputil.HTTPHeaders:
+        return scope_headers(headers)
+    values = headers._values
+    try:
+        last_values, last_list = stream._squall_asgi_headers
+    except AttributeError:
+        last_values = None
+    except (TypeError, ValueError):
+        last_values = None
+    if last_values == values:
+        # a copy: applications may change the list they were given
+        return list(last_list)
+    result = scope_headers(headers)
+    try:
+        stream._squall_asgi_headers = ({k: list(v) for k, v in values.items()}, result)
+        result = list(result)
+    except AttributeError:
+        pass
+    return result
+
+
 def _scope_name(name: str) -> bytes:
     encoded = name.lower().encode("latin-1")
     if len(_SCOPE_NAMES) < _SCOPE_NAMES_LIMIT:

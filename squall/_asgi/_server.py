@@ -13,9 +13,9 @@ from squall._asgi._lifespan import Lifespan
 from squall._asgi._scope import (
     ASGI_SPEC_VERSION,
     connection_addresses,
+    connection_scope_headers,
     decode_path,
     http_version,
-    scope_headers,
     split_target,
     tls_extension,
 )
@@ -108,7 +108,7 @@ class ASGIDelegate(httputil.HTTPServerConnectionDelegate):
             "raw_path": self._raw_root + raw_path.encode("latin-1"),
             "query_string": query.encode("latin-1") if query else b"",
             "root_path": root,
-            "headers": scope_headers(headers),
+            "headers": connection_scope_headers(getattr(request_conn, "stream", None), headers),
             "client": client,
             "server": server,
         }
@@ -200,6 +200,10 @@ class ASGIServer(HTTPServer):
         state = self.lifespan.state if lifespan != "off" else None
         self.asgi = ASGIDelegate(app, root_path=root_path, state=state, **delegate_options)
         super().initialize(self.asgi, **kwargs)
+        if not self.xheaders:
+            # HTTPServer.start_request would only find out again, per request, that the
+            # callback is a delegate: go to it directly
+            self.start_request = self.asgi.start_request  # type: ignore[method-assign]
 
     async def startup(self) -> None:
         """Runs the lifespan startup; raises ``LifespanFailure`` when it fails."""

@@ -4,7 +4,8 @@
 application (``app`` below) on core 0 with its fastest settings (uvicorn: uvloop and
 httptools, no access log; granian: one worker if it is installed); wrk drives it from core
 1 with 64 keep-alive connections. The contenders take turns, run by run, and the medians
-are printed with their ratios to squall. ``--serve NAME PORT`` is how the servers start.
+and the best runs (the least disturbed, on a shared machine) are printed with their ratios
+to squall. ``--serve NAME PORT`` is how the servers start.
 """
 
 from __future__ import annotations
@@ -125,13 +126,21 @@ def main() -> None:
                 flush=True,
             )
     medians = {name: median_result(r) for name, r in results.items()}
-    base = medians["squall"].requests_per_second
-    print(f"\nraw ASGI hello-world, 64 connections, median of {args.runs} x {args.seconds:g} s")
-    print(f"{'server':10} {'req/s':>10} {'p99 ms':>8} {'squall/x':>9}")
+    best = {name: max(r.requests_per_second for r in runs) for name, runs in results.items()}
+    base, base_best = medians["squall"].requests_per_second, best["squall"]
+    print(
+        f"\nraw ASGI hello-world, 64 connections, {args.runs} runs x {args.seconds:g} s, "
+        f"Python {sys.version_info[0]}.{sys.version_info[1]}"
+    )
+    print(
+        f"{'server':10} {'median/s':>10} {'p99 ms':>8} {'squall/x':>9} {'best/s':>10} {'squall/x':>9}"
+    )
     for name, result in medians.items():
         rate = result.requests_per_second
-        ratio = base / rate if rate else float("nan")
-        print(f"{name:10} {rate:10.1f} {result.p99_ms:8.2f} {ratio:8.2f}x")
+        print(
+            f"{name:10} {rate:10.1f} {result.p99_ms:8.2f} {base / rate if rate else 0:8.2f}x "
+            f"{best[name]:10.1f} {base_best / best[name] if best[name] else 0:8.2f}x"
+        )
     if os.environ.get("SQUALL_NO_UVLOOP"):
         print("(squall ran on plain asyncio: SQUALL_NO_UVLOOP is set)")
 

@@ -463,6 +463,13 @@ async def test_websocket_bad_handshakes(port: int) -> None:
     assert old.startswith(b"HTTP/1.1 426") and b"sec-websocket-version: 13" in old.lower()
     keyless = await raw_exchange(port, base + b"Sec-WebSocket-Version: 13\r\n\r\n", False)
     assert keyless.startswith(b"HTTP/1.1 400")
+    old_http = base.replace(b"HTTP/1.1", b"HTTP/1.0") + key + b"Sec-WebSocket-Version: 13\r\n\r\n"
+    assert (await raw_exchange(port, old_http)).startswith(b"HTTP/1.1 400")
+    unconnected = base.replace(b"Connection: Upgrade", b"Connection: keep-alive")
+    refused = await raw_exchange(
+        port, unconnected + key + b"Sec-WebSocket-Version: 13\r\n\r\n", False
+    )
+    assert refused.startswith(b"HTTP/1.1 400")
     assert asgi_apps.events == []
 
 
@@ -520,17 +527,45 @@ async def test_server_pings_and_drops_a_silent_client(http_server: Any, port: in
         writer.close()
 
 
-async def test_drain_closes_asgi_websockets_with_1012(http_server: Any, port: int) -> None:
+@pytest.mark.parametrize("reason, code", [("reload", 1012), ("shutdown", 1001)])
+async def test_drain_closes_asgi_websockets(
+    http_server: Any, port: int, reason: str, code: int
+) -> None:
     async with ws_connect(f"ws://127.0.0.1:{port}/ws/echo") as ws:
         await ws.send("before the drain")
         assert await ws.recv() == "before the drain"
-        drain = asyncio.ensure_future(http_server.drain(5, reason="reload"))
+        drain = asyncio.ensure_future(http_server.drain(5, reason=reason))
         with pytest.raises(ConnectionClosed) as closed:
             await ws.recv()
         await asyncio.wait_for(drain, 10)
-    assert closed.value.rcvd.code == 1012
+    assert closed.value.rcvd.code == code
     event = await wait_for_event(lambda e: e[0] == "ws-disconnect", "ws-disconnect")
-    assert event[1] == 1012
+    assert event[1] == code
+
+
+def _client_frame(first: int, payload: bytes) -> bytes:
+    mask = b"\x01\x02\x03\x04"
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return bytes([first, 0x80 | len(payload)]) + mask + masked
+
+
+async def test_websocket_fragments_arrive_as_one_message(port: int) -> None:
+    reader, writer = await _upgraded(port, "/ws/echo")
+    try:
+        # "hel" + "lo" as a text frame without FIN and a final continuation, with a ping
+        # between them that the server answers on its own
+        writer.write(
+            _client_frame(0x01, b"hel") + _client_frame(0x89, b"?") + _client_frame(0x80, b"lo")
+        )
+        data = b""
+        for _ in range(100):
+            data += await asyncio.wait_for(reader.read(64), 10)
+            if b"hello" in data:
+                break
+        assert data.startswith(b"\x8a\x01?")  # the pong first: the ping came first
+        assert data.endswith(b"\x81\x05hello")
+    finally:
+        writer.close()
 
 
 # -- lifespan ---------------------------------------------------------------------------------
@@ -587,6 +622,19 @@ async def test_lifespan_on_refuses_an_app_without_lifespan() -> None:
         await server.startup()
 
 
+async def test_lifespan_shutdown_failure_is_raised() -> None:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "lifespan.startup.complete"})
+        await receive()
+        await send({"type": "lifespan.shutdown.failed", "message": "could not flush"})
+
+    server = ASGIServer(app, lifespan="on")
+    await server.startup()
+    with pytest.raises(LifespanFailure, match="could not flush"):
+        await server.shutdown()
+
+
 async def test_lifespan_off_never_calls_the_app() -> None:
     calls: list[str] = []
 
@@ -597,3 +645,19 @@ async def test_lifespan_off_never_calls_the_app() -> None:
     await server.startup()
     await server.shutdown()
     assert calls == []
+
+
+async def test_xheaders_give_the_proxy_s_client_and_scheme(http_server: Any, port: int) -> None:
+    http_server.xheaders = True
+    async with httpx.AsyncClient() as client:
+        scope = (
+            await client.get(
+                f"http://127.0.0.1:{port}/scope",
+                headers={"X-Forwarded-For": "203.0.113.9", "X-Forwarded-Proto": "https"},
+            )
+        ).json()
+        plain = (await client.get(f"http://127.0.0.1:{port}/scope")).json()
+    assert scope["client"] == ["203.0.113.9", 0]
+    assert scope["scheme"] == "https"
+    assert scope["tls"] is None  # not TLS here: the proxy said so
+    assert plain["client"][0] == "127.0.0.1" and plain["scheme"] == "http"

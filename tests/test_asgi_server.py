@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import os
 import socket
 import ssl
@@ -647,7 +648,10 @@ async def test_lifespan_off_never_calls_the_app() -> None:
     assert calls == []
 
 
-async def test_xheaders_give_the_proxy_s_client_and_scheme(http_server: Any, port: int) -> None:
+async def test_xheaders_give_the_proxy_s_client_and_scheme(
+    http_server: Any, port: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="squall.access")
     http_server.xheaders = True
     async with httpx.AsyncClient() as client:
         scope = (
@@ -661,3 +665,5 @@ async def test_xheaders_give_the_proxy_s_client_and_scheme(http_server: Any, por
     assert scope["scheme"] == "https"
     assert scope["tls"] is None  # not TLS here: the proxy said so
     assert plain["client"][0] == "127.0.0.1" and plain["scheme"] == "http"
+    # the access line names the client the proxy named, not the proxy
+    assert "200 GET /scope (203.0.113.9)" in caplog.text

@@ -222,9 +222,7 @@ class _RequestView:
         self.path, _, self.query = start_line.path.partition("?")
         self.version = start_line.version
         self.headers = exchange._headers
-        context = getattr(exchange._conn, "context", None)
-        self.remote_ip = getattr(context, "remote_ip", None)
-        self.protocol = getattr(context, "protocol", "http")
+        self.remote_ip, self.protocol = exchange._client
         self.host = self.headers.get("Host", "") if self.headers is not None else ""
         self._start = start
         self._end = time.time()
@@ -261,6 +259,7 @@ class HTTPExchange(httputil.HTTPMessageDelegate):
         "_task",
         "_websocket",
         "_start_time",
+        "_client",
     )
 
     def __init__(self, owner: ASGIDelegate, request_conn: httputil.HTTPConnection) -> None:
@@ -290,6 +289,9 @@ class HTTPExchange(httputil.HTTPMessageDelegate):
         self._task: Optional[asyncio.Task[None]] = None
         self._websocket: Any = None
         self._start_time = 0.0
+        # (client address, scheme) as the scope says: with xheaders, the connection's
+        # context returns to the proxy's address once the request is read
+        self._client: tuple[Optional[str], str] = (None, "http")
 
     # -- what the HTTP connection calls ----------------------------------------------------
 
@@ -402,6 +404,8 @@ class HTTPExchange(httputil.HTTPMessageDelegate):
         owner = self._owner
         self._start_time = time.time()
         scope = owner._http_scope(self._conn, self._start_line, self._headers)  # type: ignore[arg-type]
+        client = scope["client"]
+        self._client = (client[0] if client else None, scope["scheme"])
         self._task = spawn(self._run(scope))
 
     async def _run(self, scope: dict[str, Any]) -> None:
@@ -641,14 +645,13 @@ class HTTPExchange(httputil.HTTPMessageDelegate):
         if logger.isEnabledFor(level):
             start_line = self._start_line
             assert start_line is not None
-            context = getattr(self._conn, "context", None)
             logger.log(
                 level,
                 "%d %s %s (%s) %.2fms",
                 status,
                 start_line.method,
                 start_line.path,
-                getattr(context, "remote_ip", None),
+                self._client[0],
                 1000.0 * (time.time() - self._start_time),
             )
 

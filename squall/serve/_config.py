@@ -13,6 +13,9 @@ from squall.process import cpu_count
 
 LOOP_CHOICES = ("auto", "asyncio", "uvloop")
 LOG_FORMATS = ("text", "json")
+# ASGI (squall.asgi): what the app is, and whether its lifespan runs
+INTERFACE_CHOICES = ("auto", "squall", "asgi")
+LIFESPAN_CHOICES = ("auto", "on", "off")
 
 
 @dataclasses.dataclass
@@ -46,6 +49,9 @@ class ServeConfig:
     loop: str = "auto"
     factory: bool = False
     app_dir: str = "."
+    interface: str = "auto"
+    root_path: str = ""
+    lifespan: str = "auto"
 
     def worker_count(self) -> int:
         return self.workers if self.workers > 0 else cpu_count()
@@ -79,6 +85,12 @@ class ServeConfig:
             raise ValueError("timeouts must not be negative")
         if self.loop not in LOOP_CHOICES:
             raise ValueError(f"--loop must be one of {', '.join(LOOP_CHOICES)}")
+        if self.interface not in INTERFACE_CHOICES:
+            raise ValueError(f"--interface must be one of {', '.join(INTERFACE_CHOICES)}")
+        if self.lifespan not in LIFESPAN_CHOICES:
+            raise ValueError(f"--lifespan must be one of {', '.join(LIFESPAN_CHOICES)}")
+        if self.root_path and not self.root_path.startswith("/"):
+            raise ValueError("--root-path must start with '/'")
         if self.log_format not in LOG_FORMATS:
             raise ValueError(f"--log-format must be one of {', '.join(LOG_FORMATS)}")
         if self.loop == "uvloop":
@@ -104,7 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     d = ServeConfig()
     add = parser.add_argument
-    add("app", help="MODULE:ATTR; ATTR is an Application, a delegate, a callable or a factory")
+    add(
+        "app",
+        help="MODULE:ATTR; ATTR is an Application, a delegate, a callable, an ASGI app or a "
+        "factory",
+    )
     where = parser.add_argument_group("where to listen")
     where.add_argument("--host", default=d.host, help="address to bind (default %(default)s)")
     where.add_argument("--port", type=int, default=d.port, help="port (default %(default)s)")
@@ -177,6 +193,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--app-dir", default=d.app_dir, help="put this directory first on sys.path (default: .)"
     )
     app.add_argument("--xheaders", action="store_true", help="trust X-Real-Ip/X-Forwarded-*")
+    app.add_argument(
+        "--interface",
+        choices=INTERFACE_CHOICES,
+        default=d.interface,
+        help="squall (Application, delegate, request callable) or asgi (an ASGI 3 app); "
+        "auto tells them apart",
+    )
+    app.add_argument(
+        "--root-path",
+        default=d.root_path,
+        help="ASGI: the path prefix a proxy strips before requests reach us",
+    )
+    app.add_argument(
+        "--lifespan",
+        choices=LIFESPAN_CHOICES,
+        default=d.lifespan,
+        help="ASGI: run the app's lifespan startup before serving and shutdown after the "
+        "drain (auto: if the app supports it)",
+    )
     logs = parser.add_argument_group("logging")
     logs.add_argument(
         "--access-log",

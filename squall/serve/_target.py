@@ -56,14 +56,44 @@ def _is_servable(value: Any) -> bool:
     return callable(value) and not inspect.isclass(value) and _required_positional(value) == 1
 
 
-async def resolve_target(value: Any, factory: bool = False) -> Any:
+def is_asgi_app(value: Any) -> bool:
+    """True for an ASGI 3 application: an async function, or an object with an async
+    ``__call__``, taking (scope, receive, send)."""
+    if inspect.isclass(value) or not callable(value):
+        return False
+    call = value if inspect.isfunction(value) or inspect.ismethod(value) else value.__call__
+    if not inspect.iscoroutinefunction(call) and not inspect.iscoroutinefunction(value):
+        return False
+    required = _required_positional(value)
+    return required is None or required == 3
+
+
+def serves_as_asgi(target: Any, interface: str = "auto") -> bool:
+    """Whether ``resolve_target``'s answer is served through ``squall.asgi``."""
+    if interface == "asgi":
+        return True
+    if interface == "squall":
+        return False
+    return not _is_servable(target) and is_asgi_app(target)
+
+
+def _acceptable(value: Any, interface: str) -> bool:
+    if interface == "asgi":
+        return is_asgi_app(value)
+    if interface == "squall":
+        return _is_servable(value)
+    return _is_servable(value) or is_asgi_app(value)
+
+
+async def resolve_target(value: Any, factory: bool = False, interface: str = "auto") -> Any:
     """The request callback to give ``HTTPServer`` for the loaded attribute.
 
-    An ``Application`` or other ``HTTPServerConnectionDelegate`` and a one-argument request
-    callable are served as they are; a zero-argument callable (or any callable with
-    ``factory``) is called first, and awaited when it returns an awaitable.
+    An ``Application`` or other ``HTTPServerConnectionDelegate``, a one-argument request
+    callable and (unless ``interface`` is "squall") an ASGI app are served as they are; a
+    zero-argument callable (or any callable with ``factory``) is called first, and
+    awaited when it returns an awaitable.
     """
-    if not factory and _is_servable(value):
+    if not factory and _acceptable(value, interface):
         return value
     if not callable(value):
         raise TargetError(
@@ -73,10 +103,11 @@ async def resolve_target(value: Any, factory: bool = False) -> Any:
         made = value()
         if inspect.isawaitable(made):
             made = await made
-        if _is_servable(made):
+        if _acceptable(made, interface):
             return made
         raise TargetError(f"the factory {value!r} returned {made!r}, which squall cannot serve")
     raise TargetError(
         f"cannot tell how to serve {value!r}: give an Application, a delegate, a function "
-        "taking the request, or a zero-argument factory (or pass --factory)"
+        "taking the request, an ASGI app (async, taking scope, receive and send), or a "
+        "zero-argument factory (or pass --factory)"
     )

@@ -22,7 +22,7 @@ from squall.serve import _drain, _logs
 from squall.serve._channel import Channel
 from squall.serve._config import ServeConfig
 from squall.serve._sockets import server_ssl_context
-from squall.serve._target import TargetError, import_attribute, resolve_target
+from squall.serve._target import TargetError, import_attribute, resolve_target, serves_as_asgi
 
 ENV_CONFIG = "SQUALL_SERVE_CONFIG"
 ENV_CONTROL_FD = "SQUALL_SERVE_CONTROL_FD"
@@ -71,6 +71,7 @@ class Worker:
         self.control = control
         self.listeners = listeners
         self.server: Any = None
+        self.lifespan: Any = None  # an ASGI app's (squall.asgi)
         self.channel: Optional[Channel] = None
         self.requests = 0
         self.request_limit = 0
@@ -91,7 +92,9 @@ class Worker:
             self._start_reloader()
         try:
             value = import_attribute(self.config.app, self.config.app_dir)
-            target = await resolve_target(value, self.config.factory)
+            target = await resolve_target(value, self.config.factory, self.config.interface)
+            if serves_as_asgi(target, self.config.interface):
+                target = await self._asgi_delegate(target)
         except Exception as exc:
             return await self._boot_failed(exc)
         if self.config.access_log is not None:
@@ -122,6 +125,7 @@ class Worker:
         if self._stop_reason != "manager-gone":
             self.channel.send("draining", reason=self._stop_reason)
         await _drain.drain([self.server], self._stop_timeout, self._stop_reason)
+        await self._asgi_shutdown()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -129,6 +133,36 @@ class Worker:
         await self.channel.drain()
         self.channel.close()
         return 0
+
+    async def _asgi_delegate(self, app: Any) -> Any:
+        """The ASGI app behind an ``ASGIDelegate``, its lifespan started (before "ready")."""
+        from squall._asgi._lifespan import Lifespan
+        from squall._asgi._server import ASGIDelegate
+
+        config = self.config
+        self.lifespan = Lifespan(app, config.lifespan)
+        await self.lifespan.startup()
+        server_cert = None
+        if config.ssl_certfile:
+            with open(config.ssl_certfile, encoding="ascii", errors="replace") as f:
+                server_cert = f.read()
+        return ASGIDelegate(
+            app,
+            root_path=config.root_path,
+            state=self.lifespan.state if config.lifespan != "off" else None,
+            server_cert=server_cert,
+            log_function=(
+                _logs.access_log_function(config.log_format) if config.access_log else None
+            ),
+        )
+
+    async def _asgi_shutdown(self) -> None:
+        if self.lifespan is None:
+            return
+        try:
+            await self.lifespan.shutdown(max(self._stop_timeout, 1.0))
+        except Exception as exc:
+            sys.stderr.write(f"squall serve: the ASGI lifespan shutdown failed: {exc}\n")
 
     def stop(self, reason: str, timeout: float) -> None:
         if self._stop.is_set():

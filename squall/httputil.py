@@ -481,14 +481,14 @@ class HTTPServerRequest:
         if start_line is not None:
             method, uri, version = start_line
         else:
-            if method is not None or uri is not None:
-                warnings.warn(
-                    "HTTPServerRequest(method, uri, version) is deprecated; pass start_line",
-                    DeprecationWarning,
-                    stacklevel=2,
-                )
-        if uri is None:
-            raise TypeError("HTTPServerRequest needs a start_line (or a uri)")
+            # the old signature; what is left out means "GET /", as in Tornado
+            warnings.warn(
+                "HTTPServerRequest(method, uri, version) is deprecated; pass start_line",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            method = method or "GET"
+            uri = uri or "/"
         if uri[:1] != "/" and "://" in uri:
             # The absolute form (GET http://host/path HTTP/1.1), which servers must accept
             # (RFC 9112 3.2.2): route on its path, and its authority replaces Host.

@@ -463,3 +463,17 @@ def test_long_whitespace_run_before_a_control_character_is_rejected():
     for block in ("X:" + " " * 60000 + "\x01\r\n", "Y: a\r\nX:" + "\t" * 60000 + "\x00\r\n"):
         with pytest.raises(HTTPInputError):
             HTTPHeaders.parse(block)
+
+
+def test_the_old_request_signature_defaults_to_get_slash_and_warns() -> None:
+    import warnings
+
+    from squall.httputil import HTTPHeaders, HTTPServerRequest
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        request = HTTPServerRequest("GET", headers=HTTPHeaders({"Host": "h:1"}))
+        bare = HTTPServerRequest()
+    assert (request.method, request.uri, request.path, request.host) == ("GET", "/", "/", "h:1")
+    assert (bare.method, bare.uri, bare.version) == ("GET", "/", "HTTP/1.0")
+    assert [w.category for w in caught] == [DeprecationWarning, DeprecationWarning]

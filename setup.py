@@ -35,6 +35,7 @@ _DIRECTIVES = {
     "binding": True,
     "embedsignature": False,
     "always_allow_keywords": True,
+    "nonecheck": True,
 }
 
 

@@ -3,3 +3,7 @@
 
 cdef class HTTPConnection:
     pass
+
+# The base of the routing and handler delegates, which are extension types there too.
+cdef class HTTPMessageDelegate:
+    pass

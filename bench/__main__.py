@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import importlib.util
 import os
 import platform
 import re
@@ -49,19 +50,27 @@ class Row:
         return tornado / squall if self.lower_is_better else squall / tornado
 
 
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+# Servers of a bare ASGI callable, when installed (the ``bench`` extra has them).
+_ASGI_SERVERS = ("uvicorn", "granian")
+
+
 def http_rows(runs: int, seconds: float) -> list[Row]:
     rows = []
-    kinds = ["ceiling", "tornado-web", "tornado+uvloop-web", "squall-web"]
-    cwds = {kind: ROOT for kind in kinds}
-    compiled_tree = build_compiled_core()
-    if compiled_tree is not None:
-        kinds.append("squall+compiled-web")
-        cwds["squall+compiled-web"] = compiled_tree
+    kinds = ["ceiling", "tornado-web", "tornado+uvloop-web", "squall-web", "squall+pure-web"]
+    kinds += [f"{name}-asgi" for name in _ASGI_SERVERS if _installed(name)]
+    # The pure-Python run of the same squall: its modules, not the compiled ones beside them.
+    envs = {
+        kind: {"SQUALL_NO_EXTENSIONS": "1"} if kind == "squall+pure-web" else {} for kind in kinds
+    }
     with contextlib.ExitStack() as stack:
         # Every server is up for the whole section (an idle one costs nothing) and the
         # runs take turns, so a slow spell of a shared machine hits each server alike
         # instead of whichever happened to be measured then.
-        ports = {kind: stack.enter_context(server(kind, cwd=cwds[kind]))[0] for kind in kinds}
+        ports = {kind: stack.enter_context(server(kind, env=envs[kind]))[0] for kind in kinds}
         for path, label in (
             ("/plain", "plain text"),
             ("/json", "JSON"),
@@ -69,7 +78,12 @@ def http_rows(runs: int, seconds: float) -> list[Row]:
         ):
             row = Row(f"HTTP {label} (RequestHandler, 64 conns)", "req/s")
             latency = Row(f"HTTP {label} p99 latency", "ms", lower_is_better=True)
-            contenders = kinds if path == "/plain" else kinds[1:]
+            contenders = [
+                kind
+                for kind in kinds
+                if (kind != "ceiling" or path == "/plain")
+                and (not kind.endswith("-asgi") or path != "/page")
+            ]
             urls = {kind: f"http://127.0.0.1:{ports[kind]}{path}" for kind in contenders}
             for kind in contenders:
                 run_wrk(urls[kind], 1)  # warm-up
@@ -86,35 +100,23 @@ def http_rows(runs: int, seconds: float) -> list[Row]:
                     f", {result.errors} errors" if result.errors else ""
                 )
                 print(
-                    f"  {label:14} {who:8} {result.requests_per_second:10.0f} req/s  "
+                    f"  {label:14} {who:14} {result.requests_per_second:10.0f} req/s  "
                     f"{row.extra[who]}"
                 )
             rows += [row, latency]
-            if "squall+compiled" in row.figures:
-                rows += [
-                    _compiled_variant(row, f"HTTP {label}, squall with compiled core"),
-                    _compiled_variant(latency, f"HTTP {label} p99 latency, compiled core"),
-                ]
+            rows += [
+                _pure_variant(row, f"HTTP {label}, squall pure Python (SQUALL_NO_EXTENSIONS)"),
+                _pure_variant(latency, f"HTTP {label} p99 latency, pure Python"),
+            ]
     return rows
 
 
-def _compiled_variant(row: Row, name: str) -> Row:
-    # The compiled core's figure in squall's place, against the same Tornado figures.
+def _pure_variant(row: Row, name: str) -> Row:
+    # The pure-Python figure in squall's place, against the same other figures.
     figures = dict(row.figures)
-    figures["squall"] = figures.pop("squall+compiled")
-    del row.figures["squall+compiled"]
+    figures["squall"] = figures.pop("squall+pure")
+    del row.figures["squall+pure"]
     return Row(name, row.unit, figures, lower_is_better=row.lower_is_better)
-
-
-def build_compiled_core() -> str | None:
-    """The tree with squall's HTTP/1 core compiled by mypyc, or None when it cannot be built."""
-    from bench import compiled
-
-    try:
-        return compiled.build()
-    except (ImportError, OSError, subprocess.CalledProcessError) as error:
-        print(f"  (no compiled-core contender: {error})")
-        return None
 
 
 def idle_memory_rows(connections: int) -> list[Row]:
@@ -195,8 +197,9 @@ def markdown(rows: list[Row], runs: int) -> str:
         f"median of {runs} runs per figure; server on core 0, load on core 1.",
         "",
         "| benchmark | unit | squall | Tornado | squall/Tornado | Tornado on uvloop "
-        "| squall/(Tornado on uvloop) | ceiling | squall/ceiling |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| squall/(Tornado on uvloop) | uvicorn (raw ASGI) | squall/uvicorn "
+        "| granian (raw ASGI) | squall/granian | ceiling | squall/ceiling |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         f = row.figures
@@ -210,12 +213,19 @@ def markdown(rows: list[Row], runs: int) -> str:
             f"{row.ratio():.2f}x",
             f"{f['tornado+uvloop']:.1f}" if "tornado+uvloop" in f else "",
             f"{row.ratio('tornado+uvloop'):.2f}x" if "tornado+uvloop" in f else "",
+            f"{f['uvicorn']:.1f}" if "uvicorn" in f else "",
+            f"{row.ratio('uvicorn'):.2f}x" if "uvicorn" in f else "",
+            f"{f['granian']:.1f}" if "granian" in f else "",
+            f"{row.ratio('granian'):.2f}x" if "granian" in f else "",
             f"{ceiling:.0f}" if ceiling else "",
             f"{f['squall'] / ceiling:.2f}" if ceiling and "squall" in f else "",
         ]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
-    lines.append("For latency and memory rows the ratio is Tornado/squall (higher is better).")
+    lines.append(
+        "For latency and memory rows the ratio is the other's figure over squall's (higher is"
+        " better). uvicorn and granian serve a bare ASGI callable, with no framework."
+    )
     return "\n".join(lines) + "\n"
 
 

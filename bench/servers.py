@@ -3,7 +3,10 @@
 Kinds:
 - ``squall-web`` / ``tornado-web``: an Application with ``/plain`` (text), ``/json`` and
   ``/page``; ``tornado+uvloop-web`` is Tornado's on uvloop's event loop, and
-  ``squall+compiled-web`` squall's run from the copy with a compiled core (bench.compiled).
+  ``squall+pure-web`` squall's pure-Python modules (the bench sets ``SQUALL_NO_EXTENSIONS``).
+- ``uvicorn-asgi`` / ``granian-asgi``: a bare ASGI callable (no framework) answering
+  ``/plain`` and ``/json``, served by uvicorn (httptools parser, uvloop) or by granian's
+  Rust HTTP core, one worker each.
 - ``squall-template`` / ``tornado-template``: ``/page`` renders a child template with 100 rows.
 - ``squall-echo`` / ``tornado-echo``: a WebSocket echo handler on ``/ws``.
 - ``ceiling``: a bare asyncio protocol answering every request with a fixed response,
@@ -14,7 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import json
 import sys
+from typing import Any
 
 TEMPLATES = {
     "base.html": (
@@ -82,6 +87,63 @@ class CeilingProtocol(asyncio.Protocol):
             self.transport.write(CEILING_RESPONSE * count)  # type: ignore[attr-defined]
 
 
+_ASGI_PLAIN = (b"text/plain", b"Hello, World!")
+
+
+async def asgi_hello(scope: dict, receive: Any, send: Any) -> None:
+    """A raw ASGI application: what a server costs with no framework above it."""
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    if scope["path"] == "/json":
+        content_type, body = b"application/json", json.dumps({"message": "Hello, World!"}).encode()
+    else:
+        content_type, body = _ASGI_PLAIN
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", content_type), (b"content-length", b"%d" % len(body))],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def serve_asgi(server: str, port: int) -> None:
+    if server == "uvicorn":
+        import uvicorn
+
+        uvicorn.run(
+            "bench.servers:asgi_hello",
+            host="127.0.0.1",
+            port=port,
+            loop="uvloop",
+            http="httptools",
+            lifespan="off",
+            access_log=False,
+            log_level="warning",
+            backlog=2048,
+        )
+    else:
+        from granian import Granian
+
+        Granian(
+            "bench.servers:asgi_hello",
+            address="127.0.0.1",
+            port=port,
+            interface="asgi",
+            workers=1,
+            loop="uvloop",
+            log_enabled=False,
+            backlog=2048,
+        ).serve()
+
+
 async def serve(kind: str, port: int) -> None:
     if kind == "ceiling":
         loop = asyncio.get_running_loop()
@@ -98,6 +160,9 @@ async def serve(kind: str, port: int) -> None:
 
 def main() -> None:
     kind, port = sys.argv[1], int(sys.argv[2])
+    if kind.endswith("-asgi"):
+        serve_asgi(kind.partition("-")[0], port)
+        return
     if kind == "ceiling":
         # the ceiling runs on the loop squall picks by default, so its figure is comparable
         importlib.import_module("squall.ioloop")
@@ -108,7 +173,7 @@ def main() -> None:
             import uvloop
 
             asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-        # ("squall+compiled" is plain squall, run from the compiled copy bench.compiled makes.)
+        # ("squall+pure" is plain squall: the bench runs it with SQUALL_NO_EXTENSIONS set.)
         # importing first lets squall install its loop policy (uvloop) before the loop exists
         importlib.import_module(framework + ".web")
     asyncio.run(serve(kind, port))

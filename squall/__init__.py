@@ -7,6 +7,7 @@ of asyncio, using uvloop when it is installed.
 import importlib
 from typing import Any
 
+from squall._compiled import extensions_disabled, install_source_finder
 from squall._loop_policy import install_uvloop_policy
 
 # The version string and a tuple that sorts the way versions do (the last item is 0 for a
@@ -28,7 +29,17 @@ __all__ = sorted(_SUBMODULES)
 # so out of the ``tornado`` alias of squall.tornado_compat)
 _SQUALL_SUBMODULES = frozenset({"asgi", "pubsub", "serve", "speedups", "tornado_compat"})
 
+if extensions_disabled():
+    # SQUALL_NO_EXTENSIONS: the pure-Python modules, even where compiled ones sit beside them.
+    install_source_finder()
 install_uvloop_policy()
+
+
+def speedups_enabled() -> bool:
+    """True when squall's request path runs compiled, False for the pure-Python modules."""
+    from squall.speedups import speedups_enabled as enabled
+
+    return enabled()
 
 
 def __getattr__(name: str) -> Any:

@@ -660,12 +660,16 @@ class HTTPMessageDelegate:
         """Called when the connection closes before the message was finished."""
 
 
-class HTTPConnection(metaclass=abc.ABCMeta):
-    """What the application writes its response (or a client its request) to."""
+class HTTPConnection:
+    """What the application writes its response (or a client its request) to.
+
+    An interface (HTTP1Connection implements it): each method raises NotImplementedError
+    here. A plain class rather than an ABC, so that the compiled build can make it the base
+    of its extension type (see http1connection.pxd).
+    """
 
     __slots__ = ()
 
-    @abc.abstractmethod
     def write_headers(
         self,
         start_line: Union[RequestStartLine, ResponseStartLine],
@@ -676,14 +680,15 @@ class HTTPConnection(metaclass=abc.ABCMeta):
 
         Returns a future resolved once the data has been written out.
         """
+        raise NotImplementedError()
 
-    @abc.abstractmethod
     def write(self, chunk: bytes) -> Future[None]:
         """Writes a piece of body; returns a future resolved once it is written out."""
+        raise NotImplementedError()
 
-    @abc.abstractmethod
     def finish(self) -> None:
         """Marks the message complete."""
+        raise NotImplementedError()
 
 
 def url_concat(

@@ -1112,12 +1112,9 @@ class IOStream(BaseIOStream):
         loop = self._loop
         ready: asyncio.Future[None] = loop.create_future()
         fd = sock.fileno()
-
-        def on_writable() -> None:
-            if not ready.done():
-                ready.set_result(None)
-
-        loop.add_writer(fd, on_writable)
+        # (A module function, not a closure: compiled, a coroutine's locals and its
+        # closures share one scope, and a closure kept in a local would be a cycle.)
+        loop.add_writer(fd, _resolve_ready, ready)
         try:
             await ready
         finally:
@@ -1175,6 +1172,11 @@ class IOStream(BaseIOStream):
 
     def set_nodelay(self, value: bool) -> None:
         _set_tcp_nodelay(self.socket, value, self._closed)
+
+
+def _resolve_ready(ready: asyncio.Future[None]) -> None:
+    if not ready.done():
+        ready.set_result(None)
 
 
 def _close_quietly(sock: Any) -> None:

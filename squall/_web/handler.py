@@ -217,7 +217,8 @@ _PACKAGE_FILES = _package_files()
 def _calling_directory() -> str:
     """The directory of the nearest caller outside this package: without a
     ``template_path`` setting, templates live beside the code that renders them."""
-    frame = sys._getframe(1)
+    # (From this frame on: compiled, this function and its callers have no frames.)
+    frame = sys._getframe(0)
     while frame.f_back is not None and frame.f_code.co_filename in _PACKAGE_FILES:
         frame = frame.f_back
     return os.path.dirname(frame.f_code.co_filename)

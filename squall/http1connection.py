@@ -102,6 +102,12 @@ class HTTP1ConnectionParameters:
         body_timeout: Optional[float] = None,
         decompress: bool = False,
     ) -> None:
+        # (compiled, this is an extension type's __init__, whose signature inspect reads
+        # from the first line below, written in the form CPython's own builtins use)
+        """__init__(self, no_keep_alive=False, chunk_size=None, max_header_size=None, header_timeout=None, max_body_size=None, body_timeout=None, decompress=False)
+--
+
+Settings as documented on the class."""
         self.no_keep_alive = no_keep_alive
         self.chunk_size = chunk_size or DEFAULT_CHUNK_SIZE
         self.max_header_size = max_header_size or DEFAULT_MAX_HEADER_SIZE
@@ -314,6 +320,10 @@ class HTTP1Connection(httputil.HTTPConnection):
         params: Optional[HTTP1ConnectionParameters] = None,
         context: Optional[object] = None,
     ) -> None:
+        """__init__(self, stream, is_client, params=None, context=None)
+--
+
+One exchange on ``stream`` (see the class; the first line is for inspect, compiled)."""
         # A connection made without settings gets the defaults (the object has no __len__).
         self.params = params = params or HTTP1ConnectionParameters()
         self.stream = stream
@@ -1125,6 +1135,10 @@ class HTTP1ServerConnection:
         params: Optional[HTTP1ConnectionParameters] = None,
         context: Optional[object] = None,
     ) -> None:
+        """__init__(self, stream, params=None, context=None)
+--
+
+Serves ``stream`` (see the class; the first line is for inspect, compiled)."""
         self.stream = stream
         if params is None:
             params = HTTP1ConnectionParameters()

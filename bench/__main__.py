@@ -9,7 +9,6 @@ Writes ``bench/results/latest.md`` (and ``latest.png`` when matplotlib is instal
 from __future__ import annotations
 
 import argparse
-import time
 import contextlib
 import datetime
 import importlib.util
@@ -18,6 +17,7 @@ import platform
 import re
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 
 from bench._harness import (

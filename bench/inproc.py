@@ -1,9 +1,11 @@
-"""Per-request Python cost without sockets: ``python -m bench.inproc [PATH] [COUNT] [--profile]``.
+"""Per-request Python cost without sockets: ``python -m bench.inproc [PATH] [COUNT] [--profile] [--asgi]``.
 
 Feeds keep-alive requests straight into squall's HTTP/1 server connection with a
 stand-in stream whose writes go nowhere, so what is timed is squall's own work per
 request (parsing, routing, the handler, framing), free of wrk and kernel noise. It is
-CPU time of this process: steadier than wall time on a busy machine.
+CPU time of this process: steadier than wall time on a busy machine. ``--asgi`` serves
+the raw ASGI hello-world of ``bench.bench_asgi`` through ``ASGIServer`` instead, one
+loop turn per request (the application runs in a task of its own).
 """
 
 from __future__ import annotations
@@ -55,23 +57,39 @@ class NullStream:
         pass
 
 
-async def run(path: str, count: int, profile: bool) -> None:
-    from bench.servers import _application
+async def run(path: str, count: int, profile: bool, asgi: bool) -> None:
     from squall.httpserver import HTTPServer
 
-    server = HTTPServer(_application("squall", "web"))
+    if asgi:
+        from bench.bench_asgi import app
+        from squall.asgi import ASGIServer
+
+        server: HTTPServer = ASGIServer(app, lifespan="off")
+    else:
+        from bench.servers import _application
+
+        server = HTTPServer(_application("squall", "web"))
     stream = NullStream()
     server.handle_stream(stream, ("127.0.0.1", 40000))
     request = b"GET /%s HTTP/1.1\r\nHost: 127.0.0.1:8888\r\n\r\n" % path.encode()
     feed = stream.handler
-    for _ in range(1000):
-        feed(request)
+
+    async def feed_all(n: int) -> None:
+        if not asgi:
+            for _ in range(n):
+                feed(request)
+            return
+        pause = asyncio.sleep
+        for _ in range(n):
+            feed(request)
+            await pause(0)
+
+    await feed_all(1000)
     profiler = cProfile.Profile() if profile else None
     if profiler is not None:
         profiler.enable()
     start = time.process_time()
-    for _ in range(count):
-        feed(request)
+    await feed_all(count)
     elapsed = time.process_time() - start
     if profiler is not None:
         profiler.disable()
@@ -85,7 +103,7 @@ def main() -> None:
     count = int(args[1]) if len(args) > 1 else 20000
     import squall.web  # noqa: F401  (installs uvloop's policy first)
 
-    asyncio.run(run(path, count, "--profile" in sys.argv))
+    asyncio.run(run(path, count, "--profile" in sys.argv, "--asgi" in sys.argv))
 
 
 if __name__ == "__main__":
